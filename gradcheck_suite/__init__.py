@@ -1,0 +1,24 @@
+"""gradcheck-suite: check gradients three ways (hand-written, torch autograd, finite differences)."""
+
+from ._case import Case, load_case
+from ._compare import InputResult, PairDiff
+from ._engine import CaseResult, Report, RunOptions, check_case, run
+from ._errors import CaseError, GradcheckError, UsageError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Case",
+    "CaseError",
+    "CaseResult",
+    "GradcheckError",
+    "InputResult",
+    "PairDiff",
+    "Report",
+    "RunOptions",
+    "UsageError",
+    "check_case",
+    "load_case",
+    "run",
+    "__version__",
+]

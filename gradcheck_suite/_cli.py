@@ -1,0 +1,136 @@
+"""`gradcheck`: a thin command line over the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ._case import Case, load_cases
+from ._engine import check_case, ensure_device, run, select
+from ._errors import CaseError, GradcheckError
+from ._options import add_argparse_options, run_options
+from ._report import format_value, render_case_detail, render_errors, render_summary, render_table
+from ._backends import NumpyBackend
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gradcheck", description="Cross-check gradients three ways.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="check cases and report every disagreement")
+    r.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)")
+    r.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
+    r.add_argument("-v", "--verbose", action="store_true", help="per-element table of each failure")
+    add_argparse_options(r)
+
+    ls = sub.add_parser("list", help="list the cases")
+    ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
+    ls.add_argument("-k", dest="pattern")
+
+    sh = sub.add_parser("show", help="print each step's value and each gradient of one case")
+    sh.add_argument("case", help="the case's name")
+    sh.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
+    add_argparse_options(sh)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "list":
+            return _list(args)
+        return _show(args)
+    except GradcheckError as exc:
+        print(f"gradcheck: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = run(args.paths, run_options(vars(args)), args.pattern)
+    if report.results:
+        print(render_table(report))
+    if args.verbose:
+        for r in report.results:
+            if r.verdict != "pass":
+                print(render_case_detail(r))
+    if report.errors:
+        print(render_errors(report), file=sys.stderr)
+    print(render_summary(report))
+    return report.exit_code
+
+
+def _list(args: argparse.Namespace) -> int:
+    status = 0
+    for item in select(load_cases(args.paths), args.pattern):
+        if isinstance(item, CaseError):
+            print(f"error: {item}", file=sys.stderr)
+            status = 2
+            continue
+        shapes = ", ".join(f"{k}{list(v.shape) if v.ndim else ''}" for k, v in item.inputs.items())
+        manual = "manual+" if item.backward else ""
+        print(f"{item.name:24} {item.file}  ({shapes}; {manual}autograd+numeric)  {item.description}")
+    return status
+
+
+def _find(name: str, paths: list[Path]) -> Case:
+    errors = []
+    for item in load_cases(paths):
+        if isinstance(item, CaseError):
+            errors.append(item)
+        elif item.name == name:
+            return item
+    hint = f" ({len(errors)} case file(s) failed to load)" if errors else ""
+    raise CaseError(f"no case named {name!r} under {', '.join(map(str, paths))}{hint}")
+
+
+def _show(args: argparse.Namespace) -> int:
+    case = _find(args.case, args.paths)
+    options = run_options(vars(args))
+    ensure_device(options.device)
+    print(f"{case.name}: {case.description}  ({case.file})")
+    be = NumpyBackend(options.dtype)
+    env = {k: be.asarray(v) for k, v in case.inputs.items()}
+    for k, v in env.items():
+        print(f"  input  {k} = {_show_value(v)}")
+    trace: list = []
+    values = case.forward.run(env, be, trace)
+    print("forward:")
+    for s, v in trace:
+        print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
+    if case.backward is not None:
+        out = np.asarray(values[case.output])
+        dout = be.asarray(case.upstream) if case.upstream is not None else be.ones_like(out)
+        trace = []
+        case.backward.run({**values, f"d{case.output}": dout}, be, trace)
+        print("backward:")
+        for s, v in trace:
+            print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
+    result = check_case(case, options)
+    print("gradients:")
+    for i in result.inputs:
+        for src, g in i.grads.items():
+            print(f"  d{i.name} {src:9} {_show_value(g)}")
+        print(f"  d{i.name} verdict   {i.verdict}: {i.reason}")
+    if result.expect_failures:
+        print("expected values:\n  " + "\n  ".join(result.expect_failures))
+    return 1 if result.verdict == "fail" else 0
+
+
+def _show_value(v: object) -> str:
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return format_value(a, str(a.dtype) if a.dtype == np.float32 else "float64")
+    with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
+        return f"shape {list(a.shape)} " + " ".join(str(a).split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

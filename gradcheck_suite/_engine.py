@@ -1,0 +1,263 @@
+"""The one engine behind the CLI and the pytest plugin: run cases, judge them, build a Report."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._case import Case, load_cases
+from ._compare import InputResult, gradient_scale, judge_input
+from ._errors import CaseError, UsageError
+from ._sources import Gradients
+from ._sources.autograd import autograd_gradients
+from ._sources.manual import manual_gradients, run_programs
+from ._sources.numeric import DEFAULT_MAX_MEMORY, NumericSettings, numeric_gradients
+
+__all__ = ["RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select"]
+
+VERDICTS = ("pass", "fail", "inconclusive")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "cpu"
+    dtype: str = "float64"
+    numeric: str = "auto"
+    samples: int | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
+
+
+@dataclass
+class SampleSummary:
+    points: int
+    counts: dict[str, int]
+    worst: int  # index of the sample point the case result shows
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    device: str
+    dtype: str
+    verdict: str
+    odd_one_out: str | None
+    inputs: list[InputResult]
+    point: dict[str, np.ndarray]
+    sources: dict[str, Gradients]
+    expect_failures: list[str] = field(default_factory=list)
+    samples: SampleSummary | None = None
+    seconds: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        if self.expect_failures:
+            return "; ".join(self.expect_failures)
+        bad = [i for i in self.inputs if i.verdict != "pass"]
+        return "; ".join(f"{i.name}: {i.reason}" for i in bad) or "all sources agree"
+
+
+@dataclass
+class Report:
+    results: list[CaseResult]
+    errors: list[CaseError]
+    options: RunOptions
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        if any(r.verdict == "fail" for r in self.results):
+            return 1
+        return 0
+
+    def counts(self) -> dict[str, int]:
+        c = {v: 0 for v in VERDICTS}
+        for r in self.results:
+            c[r.verdict] += 1
+        c["error"] = len(self.errors)
+        return c
+
+
+def ensure_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if device != "cuda" and not device.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}: use cpu or cuda")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
+
+
+def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case | CaseError]:
+    """Keep the cases whose name matches ``pattern`` (a substring, or a glob with * ? [)."""
+    if not pattern:
+        return list(cases)
+    glob = any(c in pattern for c in "*?[")
+    kept: list[Case | CaseError] = []
+    for c in cases:
+        if isinstance(c, CaseError):
+            kept.append(c)  # a file that did not load might hold the case asked for
+        elif (fnmatch.fnmatch(c.name, pattern) if glob else pattern.lower() in c.name.lower()):
+            kept.append(c)
+    return kept
+
+
+def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    # Every source sees the point the check's dtype can represent, so the float64 numeric
+    # reference of a float32 check differentiates at exactly the float32 inputs.
+    return {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in point.items()}
+
+
+def _check_point(
+    case: Case, point: dict[str, np.ndarray], options: RunOptions
+) -> tuple[list[InputResult], dict[str, Gradients]]:
+    forward = run_programs_forward(case, point)
+    if not np.all(np.isfinite(forward)):
+        raise case.error(f"the output `{case.output}` is NaN or infinite at the input point", key="forward")
+    results: list[Gradients] = []
+    if case.backward is not None:
+        results.append(manual_gradients(case, point, options.dtype))
+    results.append(autograd_gradients(case, point, options.dtype, options.device))
+    results.append(
+        numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory))
+    )
+    scale = gradient_scale(results)
+    inputs = [judge_input(name, results, options.dtype, scale) for name in point]
+    return inputs, {r.source: r for r in results}
+
+
+def run_programs_forward(case: Case, point: Mapping[str, np.ndarray]) -> np.ndarray:
+    from ._backends import NumpyBackend
+
+    be = NumpyBackend("float64")
+    return np.asarray(case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)[case.output])
+
+
+def _verdict(inputs: list[InputResult]) -> tuple[str, str | None]:
+    fails = [i for i in inputs if i.verdict == "fail"]
+    if fails:
+        odd = {i.odd_one_out for i in fails}
+        return "fail", odd.pop() if len(odd) == 1 else None
+    if any(i.verdict == "inconclusive" for i in inputs):
+        return "inconclusive", None
+    return "pass", None
+
+
+def _badness(inputs: list[InputResult]) -> tuple[int, float]:
+    rank = {"pass": 0, "inconclusive": 1, "fail": 2}
+    level = max(rank[i.verdict] for i in inputs)
+    ratio = max((p.ratio for i in inputs for p in i.pairs), default=0.0) if level else 0.0
+    return level, ratio
+
+
+def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
+    """``n`` random points in the case's domain (uniform per element).
+
+    An input without a declared domain varies in ``value +- max(|value|, 1)``.
+    """
+    seed = case.sweep.seed if case.sweep else 0
+    domain = dict(case.sweep.domain) if case.sweep else {}
+    rng = np.random.default_rng(seed)
+    points = []
+    for _ in range(n):
+        p = {}
+        for name, x in case.inputs.items():
+            if name in domain:
+                lo, hi = domain[name]
+                p[name] = rng.uniform(lo, hi, size=x.shape)
+            else:
+                width = np.maximum(np.abs(x), 1.0)
+                p[name] = x + rng.uniform(-1.0, 1.0, size=x.shape) * width
+        points.append(p)
+    return points
+
+
+def check_case(case: Case, options: RunOptions) -> CaseResult:
+    start = time.perf_counter()
+    n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
+    # The case's own point comes first, so a sweep that passes shows the point the file names.
+    points = [_at_dtype(case.inputs, options.dtype)]
+    if n:
+        points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
+    counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
+    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
+    for k, point in enumerate(points):
+        inputs, sources = _check_point(case, point, options)
+        verdict, _ = _verdict(inputs)
+        counts[verdict] += 1
+        bad = _badness(inputs)
+        if best is None or bad > best[0]:
+            best = (bad, k, inputs, sources)
+    assert best is not None
+    _, worst, inputs, sources = best
+    if n:
+        verdict = "fail" if counts["fail"] else ("inconclusive" if counts["pass"] == 0 else "pass")
+        odd = _verdict(inputs)[1] if verdict == "fail" else None
+    else:
+        verdict, odd = _verdict(inputs)
+    expect_failures = check_expectations(case)
+    if expect_failures:
+        verdict = "fail"
+    return CaseResult(
+        case=case,
+        device=options.device,
+        dtype=options.dtype,
+        verdict=verdict,
+        odd_one_out=odd,
+        inputs=inputs,
+        point=points[worst],
+        sources=sources,
+        expect_failures=expect_failures,
+        samples=SampleSummary(len(points), counts, worst) if n else None,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def check_expectations(case: Case) -> list[str]:
+    """The case's expected values against its programs (float64), or autograd for gradients
+    of a case without a backward program."""
+    if not case.expect:
+        return []
+    values = run_programs(case, case.inputs, "float64")
+    missing = [k for k in case.expect if k not in values and k not in case.inputs]
+    if missing:
+        grads = autograd_gradients(case, case.inputs, "float64", "cpu").values
+        values = {**values, **{f"d{k}": v for k, v in grads.items()}}
+    failures = []
+    for name, expected in case.expect.items():
+        problem = expected.mismatch(values[name])
+        if problem:
+            line = f" (line {expected.line})" if expected.line else ""
+            failures.append(f"expected {name}{line}: {problem}")
+    return failures
+
+
+def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> Report:
+    """Load every case under ``paths``, check those matching ``pattern``, report them all."""
+    start = time.perf_counter()
+    ensure_device(options.device)
+    results: list[CaseResult] = []
+    errors: list[CaseError] = []
+    try:
+        loaded = select(load_cases(paths), pattern)
+    except CaseError as exc:
+        loaded = [exc]
+    for item in loaded:
+        if isinstance(item, CaseError):
+            errors.append(item)
+            continue
+        try:
+            results.append(check_case(item, options))
+        except CaseError as exc:
+            errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
+            errors.append(
+                item.error(f"internal error while checking: {type(exc).__name__}: {exc}")
+            )
+    return Report(results, errors, options, time.perf_counter() - start)

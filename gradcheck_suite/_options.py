@@ -1,0 +1,81 @@
+"""Option definitions shared by the CLI and the pytest plugin, so neither re-implements them."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._engine import RunOptions
+from ._sources.numeric import DEFAULT_MAX_MEMORY, METHODS
+
+__all__ = ["OPTIONS", "Option", "add_argparse_options", "add_pytest_options", "run_options", "parse_size"]
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '1.5GiB' or a plain number of bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)")
+    power = " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * 1024**power)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # RunOptions field and the option's long name (with '-' for '_')
+    help: str
+    default: Any
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("device", "where autograd and the numeric source run: cpu or cuda", "cpu"),
+    Option("dtype", "dtype of the manual and autograd sources", "float64", choices=("float64", "float32")),
+    Option("numeric", "finite-difference method; auto takes the most accurate that applies", "auto", choices=METHODS),
+    Option("samples", "check N random points of each case's domain instead of its one point", None, _positive_int),
+    Option(
+        "max_memory",
+        f"memory for one batch of perturbed evaluations (default {DEFAULT_MAX_MEMORY >> 20}M)",
+        DEFAULT_MAX_MEMORY,
+        parse_size,
+    ),
+)
+
+
+def add_argparse_options(parser: argparse.ArgumentParser) -> None:
+    for o in OPTIONS:
+        parser.add_argument(f"--{o.flag}", dest=o.name, default=o.default, type=o.type, choices=o.choices, help=o.help)
+
+
+def add_pytest_options(group: Any, prefix: str = "gradcheck-") -> None:
+    for o in OPTIONS:
+        group.addoption(
+            f"--{prefix}{o.flag}",
+            dest=f"gradcheck_{o.name}",
+            default=o.default,
+            type=o.type,
+            choices=o.choices,
+            help=o.help,
+        )
+
+
+def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
+    return RunOptions(**{o.name: values.get(prefix + o.name, o.default) for o in OPTIONS})

@@ -1,0 +1,131 @@
+"""The terminal table: one row per case and input, and per-element detail for failures."""
+
+from __future__ import annotations
+
+import numpy as np
+from tabulate import tabulate
+
+from .._compare import InputResult
+from .._engine import CaseResult, Report
+
+__all__ = ["format_value", "render_table", "render_case_detail", "render_errors", "render_summary"]
+
+DETAIL_ROWS = 10
+
+
+def format_value(g: np.ndarray | None, dtype: str = "float64") -> str:
+    """A scalar shown whole (every digit its dtype holds); a tensor summarised."""
+    if g is None:
+        return "-"
+    g = np.asarray(g)
+    if g.ndim == 0 or g.size == 1 and g.ndim <= 1:
+        v = float(g.reshape(()))
+        return str(np.float32(v)) if dtype == "float32" else repr(v)
+    shape = "x".join(str(s) for s in g.shape)
+    finite = g[np.isfinite(g)]
+    big = f"{np.max(np.abs(finite)):.4g}" if finite.size else "nan"
+    bad = "" if finite.size == g.size else f", {g.size - finite.size} non-finite"
+    return f"[{shape}] max|.| {big}{bad}"
+
+
+def _verdict_text(r: CaseResult, i: InputResult | None = None) -> str:
+    v = i.verdict if i is not None else r.verdict
+    if v == "fail":
+        odd = (i.odd_one_out if i is not None else r.odd_one_out)
+        text = f"FAIL: {odd} is the odd one out" if odd else "FAIL"
+    elif v == "inconclusive":
+        text = "inconclusive"
+        if i is not None and i.kinks:
+            text += " (kink)"
+    else:
+        text = "pass"
+    return text
+
+
+def render_table(report: Report) -> str:
+    rows = []
+    for r in report.results:
+        dtypes = {s: g.dtype for s, g in r.sources.items()}
+        for n, i in enumerate(r.inputs):
+            rows.append(
+                [
+                    r.case.name if n == 0 else "",
+                    i.name,
+                    format_value(i.grads.get("manual"), dtypes.get("manual", "float64")),
+                    format_value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
+                    format_value(i.grads.get("numeric")),
+                    f"{i.max_rel:.2e}",
+                    _verdict_text(r, i),
+                ]
+            )
+        extra = []
+        if r.expect_failures:
+            extra.append("FAIL: " + "; ".join(r.expect_failures))
+        if r.samples is not None:
+            c = r.samples.counts
+            extra.append(
+                f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive;"
+                f" worst shown (point {r.samples.worst})"
+            )
+        for e in extra:
+            rows.append(["", "", e, "", "", "", r.verdict if r.verdict == "pass" else r.verdict.upper()])
+    headers = ["case", "input", "manual", "autograd", "numeric", "max rel diff", "verdict"]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def render_case_detail(r: CaseResult, everything: bool = False) -> str:
+    """Per-element table of every input that did not pass (or of all inputs)."""
+    out = []
+    for i in r.inputs:
+        if i.verdict == "pass" and not everything:
+            continue
+        out.append(f"\n{r.case.name} / {i.name}: {i.verdict} - {i.reason}")
+        for p in i.pairs:
+            status = f"{p.disagree} element(s) disagree" if p.disagree else "agree"
+            out.append(
+                f"  {p.a} vs {p.b}: {status}; max abs {p.max_abs:.3e}, max rel {p.max_rel:.3e},"
+                f" worst {list(p.worst)} at {p.ratio:.3g}x its tolerance [{p.rule}]"
+            )
+        bad = np.zeros(i.shape, dtype=bool)
+        for m in i.masks.values():
+            bad |= m
+        for k in i.kinks:
+            bad[k] = True
+        idx = [tuple(int(j) for j in ix) for ix in np.argwhere(bad)]
+        ratio_of = {ix: max(float(abs(i.grads[a][ix] - i.grads[b][ix])) for a in i.grads for b in i.grads) for ix in idx}
+        idx.sort(key=lambda ix: -ratio_of[ix])
+        rows = []
+        for ix in idx[:DETAIL_ROWS]:
+            row = [str(list(ix))]
+            for s in ("manual", "autograd", "numeric"):
+                row.append(repr(float(i.grads[s][ix])) if s in i.grads else "-")
+            row.append(f"{float(i.numeric_error[ix]):.1e}" if i.numeric_error is not None else "-")
+            row.append("kink" if ix in i.kinks else "")
+            rows.append(row)
+        if rows:
+            out.append(
+                tabulate(
+                    rows,
+                    headers=["element", "manual", "autograd", "numeric", "numeric err", ""],
+                    tablefmt="simple",
+                    disable_numparse=True,
+                )
+            )
+            if len(idx) > DETAIL_ROWS:
+                out.append(f"  ... {len(idx) - DETAIL_ROWS} more element(s)")
+    return "\n".join(out)
+
+
+def render_errors(report: Report) -> str:
+    return "\n".join(f"error: {e}" for e in report.errors)
+
+
+def render_summary(report: Report) -> str:
+    c = report.counts()
+    o = report.options
+    parts = [f"{c['pass']} pass", f"{c['fail']} fail", f"{c['inconclusive']} inconclusive", f"{c['error']} error"]
+    total = len(report.results) + len(report.errors)
+    return (
+        f"{total} case(s): " + ", ".join(parts)
+        + f" in {report.seconds:.2f} s ({o.device}, {o.dtype}, numeric {o.numeric})"
+    )

@@ -1,0 +1,35 @@
+"""The three independent sources of a gradient, behind one result type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Gradients", "SOURCES"]
+
+SOURCES = ("manual", "autograd", "numeric")
+
+
+@dataclass
+class Gradients:
+    """What one source says the gradient is, converted to float64 numpy arrays for comparing.
+
+    ``error`` (numeric only) is the source's estimate of its own absolute error per element,
+    ``kinks`` marks elements whose perturbation crossed a point with no derivative.
+    ``reference`` is the same source computed again in higher precision (float64 for a
+    float32 check, long double for a float64 program where the platform has one): the
+    difference is this source's own rounding error, measured rather than assumed.
+    """
+
+    source: str
+    values: dict[str, np.ndarray]
+    dtype: str
+    device: str = "cpu"
+    error: dict[str, np.ndarray] | None = None
+    kinks: dict[str, np.ndarray] | None = None
+    method: str = ""
+    seconds: float = 0.0
+    reference: dict[str, np.ndarray] | None = None
+    reference_dtype: str = ""
+    notes: list[str] = field(default_factory=list)
