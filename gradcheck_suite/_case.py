@@ -20,7 +20,15 @@ from ._program import Program, parse_program
 __all__ = ["Case", "Expected", "Sweep", "load_case", "find_case_files", "load_cases"]
 
 _TOP_KEYS = {
-    "name", "description", "output", "upstream", "inputs", "forward", "backward", "expect", "sweep",
+    "name",
+    "description",
+    "output",
+    "upstream",
+    "inputs",
+    "forward",
+    "backward",
+    "expect",
+    "sweep",
 }
 _PROGRAM_KEYS = {"program"}
 _DRAW_KEYS = {"random", "shape", "seed", "mean", "std", "low", "high"}
@@ -43,7 +51,7 @@ class Expected:
             return None
         i = tuple(int(k) for k in np.argwhere(bad)[0])
         at = f" at {list(i)}" if i else ""
-        return f"{actual[i]!r} != expected {self.value[i]!r}{at} (tolerance {self.tolerance[i]:.3g})"
+        return f"{float(actual[i])!r} != {float(self.value[i])!r}{at} (tolerance {float(self.tolerance[i]):.3g})"
 
 
 @dataclass(frozen=True)
@@ -295,7 +303,7 @@ def _draw(spec: dict[str, Any], name: str, err: Any) -> np.ndarray:
         if not low < high:
             raise err("`low` must be below `high`")
         return np.asarray(rng.uniform(low, high, size=shape), dtype=np.float64)
-    raise err(f"`random` must be \"normal\" or \"uniform\", not {kind!r}")
+    raise err(f'`random` must be "normal" or "uniform", not {kind!r}')
 
 
 def _literal_tolerance(v: float) -> float:

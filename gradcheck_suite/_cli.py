@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backends import NumpyBackend
 from ._case import Case, load_cases
 from ._engine import check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
 from ._report import format_value, render_case_detail, render_errors, render_summary, render_table
-from ._backends import NumpyBackend
 
 __all__ = ["main"]
 
@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="check cases and report every disagreement")
-    r.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)")
+    r.add_argument(
+        "paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)"
+    )
     r.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
     r.add_argument("-v", "--verbose", action="store_true", help="per-element table of each failure")
     add_argparse_options(r)

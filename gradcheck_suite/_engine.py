@@ -103,7 +103,7 @@ def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case 
     for c in cases:
         if isinstance(c, CaseError):
             kept.append(c)  # a file that did not load might hold the case asked for
-        elif (fnmatch.fnmatch(c.name, pattern) if glob else pattern.lower() in c.name.lower()):
+        elif fnmatch.fnmatch(c.name, pattern) if glob else pattern.lower() in c.name.lower():
             kept.append(c)
     return kept
 
@@ -124,9 +124,7 @@ def _check_point(
     if case.backward is not None:
         results.append(manual_gradients(case, point, options.dtype))
     results.append(autograd_gradients(case, point, options.dtype, options.device))
-    results.append(
-        numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory))
-    )
+    results.append(numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory)))
     scale = gradient_scale(results)
     inputs = [judge_input(name, results, options.dtype, scale) for name in point]
     return inputs, {r.source: r for r in results}
@@ -136,7 +134,8 @@ def run_programs_forward(case: Case, point: Mapping[str, np.ndarray]) -> np.ndar
     from ._backends import NumpyBackend
 
     be = NumpyBackend("float64")
-    return np.asarray(case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)[case.output])
+    with np.errstate(all="ignore"):  # a NaN here becomes a CaseError, not a warning
+        return np.asarray(case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)[case.output])
 
 
 def _verdict(inputs: list[InputResult]) -> tuple[str, str | None]:
@@ -257,7 +256,5 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> R
         except CaseError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            errors.append(
-                item.error(f"internal error while checking: {type(exc).__name__}: {exc}")
-            )
+            errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
     return Report(results, errors, options, time.perf_counter() - start)

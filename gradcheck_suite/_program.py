@@ -243,9 +243,12 @@ def _check_expr(node: ast.expr, defined: set[str], used: set[str], err: Any) -> 
         _check_expr(node.value, defined, used, err)
         return
     if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Attribute):
+            raise err(f"forbidden syntax: attribute access (`.{node.func.attr}(...)`) is not allowed", lineno)
         if not isinstance(node.func, ast.Name):
-            raise err("forbidden syntax: only calls of whitelisted functions by name are allowed", lineno)
+            raise err(f"forbidden syntax: {_describe(node.func)} cannot be called", lineno)
         name = node.func.id
+        _check_name(name, lineno or 0, err)
         if name not in FUNCTIONS:
             allowed = ", ".join(sorted(FUNCTIONS))
             raise err(f"unknown function `{name}` (allowed: {allowed})", lineno)

@@ -8,7 +8,7 @@ from tabulate import tabulate
 from .._compare import InputResult
 from .._engine import CaseResult, Report
 
-__all__ = ["format_value", "render_table", "render_case_detail", "render_errors", "render_summary"]
+__all__ = ["format_value", "render_table", "render_case_detail", "render_errors", "render_summary", "case_notes"]
 
 DETAIL_ROWS = 10
 
@@ -31,7 +31,7 @@ def format_value(g: np.ndarray | None, dtype: str = "float64") -> str:
 def _verdict_text(r: CaseResult, i: InputResult | None = None) -> str:
     v = i.verdict if i is not None else r.verdict
     if v == "fail":
-        odd = (i.odd_one_out if i is not None else r.odd_one_out)
+        odd = i.odd_one_out if i is not None else r.odd_one_out
         text = f"FAIL: {odd} is the odd one out" if odd else "FAIL"
     elif v == "inconclusive":
         text = "inconclusive"
@@ -58,19 +58,29 @@ def render_table(report: Report) -> str:
                     _verdict_text(r, i),
                 ]
             )
-        extra = []
-        if r.expect_failures:
-            extra.append("FAIL: " + "; ".join(r.expect_failures))
-        if r.samples is not None:
-            c = r.samples.counts
-            extra.append(
-                f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive;"
-                f" worst shown (point {r.samples.worst})"
-            )
-        for e in extra:
-            rows.append(["", "", e, "", "", "", r.verdict if r.verdict == "pass" else r.verdict.upper()])
     headers = ["case", "input", "manual", "autograd", "numeric", "max rel diff", "verdict"]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    notes = [f"{r.case.name}: {n}" for r in report.results for n in case_notes(r)]
+    return "\n".join([table, *notes])
+
+
+def case_notes(r: CaseResult) -> list[str]:
+    """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
+    notes = [f"FAIL {e}" for e in r.expect_failures]
+    if r.samples is not None:
+        c = r.samples.counts
+        own = ", the case file's own" if r.samples.worst == 0 else ""
+        notes.append(
+            f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive"
+            f" (table shows point {r.samples.worst}{own})"
+        )
+    if "manual" not in r.sources:
+        notes.append("no backward program: checked two ways (autograd, numeric)")
+    for i in r.inputs:
+        for src, rel in i.precision.items():
+            if rel > 1e3 * float(np.finfo(np.dtype(r.dtype)).eps):
+                notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
+    return notes
 
 
 def render_case_detail(r: CaseResult, everything: bool = False) -> str:
@@ -92,7 +102,9 @@ def render_case_detail(r: CaseResult, everything: bool = False) -> str:
         for k in i.kinks:
             bad[k] = True
         idx = [tuple(int(j) for j in ix) for ix in np.argwhere(bad)]
-        ratio_of = {ix: max(float(abs(i.grads[a][ix] - i.grads[b][ix])) for a in i.grads for b in i.grads) for ix in idx}
+        ratio_of = {
+            ix: max(float(abs(i.grads[a][ix] - i.grads[b][ix])) for a in i.grads for b in i.grads) for ix in idx
+        }
         idx.sort(key=lambda ix: -ratio_of[ix])
         rows = []
         for ix in idx[:DETAIL_ROWS]:
@@ -126,6 +138,7 @@ def render_summary(report: Report) -> str:
     parts = [f"{c['pass']} pass", f"{c['fail']} fail", f"{c['inconclusive']} inconclusive", f"{c['error']} error"]
     total = len(report.results) + len(report.errors)
     return (
-        f"{total} case(s): " + ", ".join(parts)
+        f"{total} case(s): "
+        + ", ".join(parts)
         + f" in {report.seconds:.2f} s ({o.device}, {o.dtype}, numeric {o.numeric})"
     )

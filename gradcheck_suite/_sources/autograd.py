@@ -48,7 +48,8 @@ def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, device: 
     if case.upstream is not None:
         if tuple(case.upstream.shape) != tuple(out.shape):
             raise case.error(
-                f"upstream gradient has shape {case.upstream.shape} but output `{case.output}` has shape {tuple(out.shape)}",
+                f"upstream gradient has shape {case.upstream.shape}"
+                f" but output `{case.output}` has shape {tuple(out.shape)}",
                 key="upstream",
             )
         out.backward(be.asarray(case.upstream))

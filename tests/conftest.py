@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gradcheck_suite._cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "cases"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the `gradcheck` CLI in-process; returns (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def seed_copy(tmp_path: Path) -> Callable[..., Path]:
+    """Copy a seed case into tmp_path, optionally editing its text; returns the file."""
+
+    def copy(name: str, edit: Callable[[str], str] | None = None, dest: str | None = None) -> Path:
+        text = (CASES / f"{name}.toml").read_text()
+        if edit is not None:
+            new = edit(text)
+            assert new != text, "the edit changed nothing"
+            text = new
+        path = tmp_path / (dest or f"{name}.toml")
+        path.write_text(text)
+        return path
+
+    return copy

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import CASES
+
+DROP_SIGX = "dx += ((1 - sigx) * sigx) * dsigx\n"
+
+
+def test_bundled_cases_pass(cli) -> None:
+    code, out, err = cli("run", str(CASES))
+    assert code == 0, out + err
+    for name in ("product", "sum_times", "sigmoid_neuron", "compound_sigmoid", "matmul"):
+        assert name in out
+    assert "5 case(s): 5 pass, 0 fail, 0 inconclusive, 0 error" in out
+    # scalars are shown whole, tensors summarised
+    assert "1.5922327514838093" in out
+    assert "[5x10]" in out
+
+
+def test_dropped_accumulation_is_caught_and_blamed_on_manual(cli, seed_copy) -> None:
+    """The bug the notebook warns about ("Notice += !!")."""
+    path = seed_copy("compound_sigmoid", lambda t: t.replace(DROP_SIGX, ""))
+    code, out, _ = cli("run", str(path), "-v")
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("compound_sigmoid"))
+    assert row.split()[1] == "x"
+    assert "FAIL: manual is the odd one out" in row
+    y_row = next(line for line in out.splitlines() if line.split()[:1] == ["y"])
+    assert y_row.rstrip().endswith("pass")
+    # -v: the per-element table and the rule that decided
+    assert "compound_sigmoid / x: fail - manual disagrees with the other two" in out
+    assert "autograd vs numeric: agree" in out
+    assert "numeric error estimate" in out
+
+
+def test_only_the_selected_cases_run(cli) -> None:
+    code, out, _ = cli("run", str(CASES), "-k", "sig")
+    assert code == 0
+    assert "sigmoid_neuron" in out and "compound_sigmoid" in out
+    assert "matmul" not in out and "product" not in out
+    code, out, _ = cli("run", str(CASES), "-k", "s*m*s")
+    assert "sum_times" in out and "sigmoid_neuron" not in out
+
+
+def test_list_and_show(cli) -> None:
+    code, out, _ = cli("list", str(CASES))
+    assert code == 0 and len(out.strip().splitlines()) == 5
+    code, out, _ = cli("show", "compound_sigmoid", str(CASES))
+    assert code == 0
+    # each forward step's value, as the notebook's cells print them
+    assert "f = num * invden" in out and "1.5456448841066441" in out
+    assert "dy += ((1 - sigy) * sigy) * dsigy" in out and "1.5922327514838093" in out
+    code, _, err = cli("show", "no_such_case", str(CASES))
+    assert code == 2 and "no case named 'no_such_case'" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(cli) -> None:
+    code, out, err = cli("run", str(CASES), "--device", "cuda")
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and "no CUDA device is available" in err
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2(cli, tmp_path: Path) -> None:
+    code, _, err = cli("run", "--dtype", "float16")
+    assert code == 2 and "invalid choice" in err
+    code, _, err = cli("run", str(tmp_path / "missing"))
+    assert code == 2 and "no such file or folder" in err
+
+
+def test_console_script_runs_from_the_repository_root() -> None:
+    import subprocess
+    import sys
+
+    root = CASES.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradcheck_suite", "run"], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 pass" in proc.stdout
