@@ -152,6 +152,8 @@ def sensitivity():
     for factor in (1.001, 1.0001, 1.000001):
 
         class Wrong(torch.autograd.Function):
+            scale = factor
+
             @staticmethod
             def forward(ctx, x, y):
                 ctx.save_for_backward(x, y)
@@ -164,7 +166,7 @@ def sensitivity():
                     xx, yy = x.detach().requires_grad_(), y.detach().requires_grad_()
                     f = (xx + torch.sigmoid(yy)) / (torch.sigmoid(xx) + (xx + yy) ** 2)
                     dx, dy = torch.autograd.grad(f, (xx, yy), g)
-                return dx * factor, dy * factor
+                return dx * Wrong.scale, dy * Wrong.scale
 
         x = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
         y = torch.tensor(-4.0, dtype=torch.float64, requires_grad=True)

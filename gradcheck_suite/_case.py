@@ -220,10 +220,10 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
     raw_expect = data.get("expect", {})
     if not isinstance(raw_expect, dict):
         raise err("`[expect]` must be a table", "expect")
-    names = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
-    names |= {f"d{n}" for n in inputs}
+    expectable = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
+    expectable |= {f"d{n}" for n in inputs}
     for ename, spec in raw_expect.items():
-        if ename not in names:
+        if ename not in expectable:
             raise err(f"`{ename}` is neither an input, a program variable nor an input's gradient", "expect", ename)
         expect[ename] = _expected(spec, lines.line("expect", ename), lambda m, k=ename: err(m, "expect", k))
 
