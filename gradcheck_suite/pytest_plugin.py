@@ -205,6 +205,10 @@ class CaseItem(pytest.Item):
         try:
             result = check_case(self.case, self.options)
         except CaseError as exc:
+            # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
+            # shape) fails with the engine's located message.
+            if exc.file == self.path:
+                exc.file = Path(self.nodeid.split("::")[0])
             state.errors.append(exc)
             raise
         state.results.append(result)

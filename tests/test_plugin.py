@@ -146,6 +146,16 @@ def test_malformed_case_is_a_collection_error_naming_file_and_line(
     result.assert_outcomes(passed=len(BUNDLED), errors=1)
 
 
+def test_case_that_cannot_run_fails_with_the_engine_message(project: pytest.Pytester) -> None:
+    (project.path / "cases" / "nan.toml").write_text(KINK.replace('"kink"', '"nan"').replace("abs(x)", "log(x)"))
+    result = project.runpytest("-k", "nan")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["gradcheck: cases/nan.toml: case 'nan': [[]forward[]]: the output `z` is NaN or infinite at the input point"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_k_selects_by_case_and_dtype(project: pytest.Pytester) -> None:
     result = project.runpytest("-k", "product or sum_times", "-rA")
     assert outcomes(result) == {
