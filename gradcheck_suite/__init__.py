@@ -1,6 +1,7 @@
 """gradcheck-suite: check gradients three ways (hand-written, torch autograd, finite differences)."""
 
 from ._case import Case, load_case
+from ._check import CheckResult, GradientCheckFailed, check
 from ._compare import InputResult, PairDiff
 from ._engine import CaseResult, Report, RunOptions, check_case, run
 from ._errors import CaseError, GradcheckError, UsageError
@@ -11,12 +12,15 @@ __all__ = [
     "Case",
     "CaseError",
     "CaseResult",
+    "CheckResult",
     "GradcheckError",
+    "GradientCheckFailed",
     "InputResult",
     "PairDiff",
     "Report",
     "RunOptions",
     "UsageError",
+    "check",
     "check_case",
     "load_case",
     "run",

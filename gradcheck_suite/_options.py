@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,15 +65,31 @@ def add_argparse_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{o.flag}", dest=o.name, default=o.default, type=o.type, choices=o.choices, help=o.help)
 
 
-def add_pytest_options(group: Any, prefix: str = "gradcheck-") -> None:
+def _list_of(o: Option) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        values = tuple(o.type(v.strip()) for v in str(text).split(",") if v.strip())
+        if not values:
+            raise argparse.ArgumentTypeError(f"--{o.flag}: give at least one value")
+        bad = [v for v in values if o.choices is not None and v not in o.choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"invalid choice {bad[0]!r} (choose from {', '.join(o.choices or ())})")
+        return values
+
+    return parse
+
+
+def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection[str] = ()) -> None:
+    """Options named in ``lists`` take comma-separated values and hold a tuple (the plugin
+    makes one test item per value)."""
     for o in OPTIONS:
+        many = o.name in lists
         group.addoption(
             f"--{prefix}{o.flag}",
             dest=f"gradcheck_{o.name}",
-            default=o.default,
-            type=o.type,
-            choices=o.choices,
-            help=o.help,
+            default=(o.default,) if many else o.default,
+            type=_list_of(o) if many else o.type,
+            choices=None if many else o.choices,
+            help=o.help + (" (a comma-separated list: one item per value)" if many else ""),
         )
 
 

@@ -1,1 +1,354 @@
-"""placeholder until issue 5"""
+"""The pytest plugin (entry point ``pytest11: gradcheck``): case files as tests, and a fixture.
+
+Case files. Every ``*.toml`` file under the paths of the ``gradcheck_paths`` ini option or of
+``--gradcheck PATH`` is collected as one test file, in the manner of the pytest docs'
+"specifying tests in YAML files" example: one item per case x device x dtype, named
+``<case>[<device>-<dtype>]`` (``product[cpu-float64]``), so ``-k`` and node ids select them.
+Other ``.toml`` files (``pyproject.toml``) are never touched. When pytest was started without
+explicit test paths (it used ``testpaths`` or the current directory) the ``gradcheck_paths``
+are added to what it collects; ``--gradcheck PATH`` is always added.
+
+Verdicts: pass passes; fail fails with the CLI's table, the per-element disagreement table and
+the odd one out (no traceback of the plugin); inconclusive is a **skip** carrying the reason
+(a kink, a numeric estimate too rough to decide). A skip, not an xfail: xfail says "known to
+be wrong", while an inconclusive check has no evidence either way, and a skip's reason is
+listed by ``-rs``. A case file that does not load is a collection error naming its file and
+line; the other files are still collected. CUDA items are skipped where no GPU is present.
+
+The ``gradcheck`` fixture is :func:`gradcheck_suite.check` for a user's own tests, failing
+the test with the same tables.
+
+At session end the checked cases are gathered into a :class:`Report` (from every xdist worker
+too), kept on the config (:func:`session_report`) and handed to
+``gradcheck_suite._report.write_reports(report, dir)`` when ``--gradcheck-report-dir`` is
+given and that writer exists.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+import torch
+
+from . import _report
+from ._case import Case, load_case
+from ._check import CheckResult, GradientCheckFailed, check
+from ._engine import CaseResult, Report, RunOptions, check_case
+from ._errors import CaseError
+from ._options import add_pytest_options, run_options
+from ._report.terminal import render_summary
+
+__all__ = [
+    "CaseFile",
+    "CaseItem",
+    "gradcheck",
+    "session_report",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_collect_file",
+    "pytest_collection_modifyitems",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+]
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_WORKER_KEY = "gradcheck_results"  # in xdist's workeroutput
+
+
+@dataclass
+class _State:
+    roots: list[Path]
+    base: RunOptions
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    report_dir: Path | None
+    results: list[CaseResult] = field(default_factory=list)
+    errors: list[CaseError] = field(default_factory=list)
+    unsent: int = 0  # results an xdist worker could not send to the controller
+    report: Report | None = None
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradcheck", "gradient checks (gradcheck-suite)")
+    group.addoption(
+        "--gradcheck",
+        action="append",
+        dest="gradcheck_paths",
+        default=[],
+        metavar="PATHS",
+        help="collect the case files (*.toml) under PATHS (comma-separated; repeatable) as tests",
+    )
+    # The same definitions as the CLI's --device, --dtype, ... (prefixed gradcheck-).
+    add_pytest_options(group, lists=("device", "dtype"))
+    group.addoption(
+        "--gradcheck-report-dir",
+        dest="gradcheck_report_dir",
+        default=None,
+        metavar="DIR",
+        help="write the gradcheck reports of this session into DIR",
+    )
+    parser.addini(
+        "gradcheck_paths", type="paths", default=[], help="case files or folders collected as gradient checks"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gradcheck: a gradient check (a case file's item, or a test using the fixture)")
+    here = config.invocation_params.dir
+    explicit = [(here / p).resolve() for arg in config.option.gradcheck_paths for p in arg.split(",") if p.strip()]
+    from_ini = [Path(p).resolve() for p in config.getini("gradcheck_paths")]
+    devices = tuple(config.option.gradcheck_device)
+    bad = [d for d in devices if not _DEVICE.fullmatch(d)]
+    if bad:
+        raise pytest.UsageError(f"--gradcheck-device: unknown device {bad[0]!r} (use cpu, cuda or cuda:N)")
+    dtypes = tuple(config.option.gradcheck_dtype)
+    values = {**vars(config.option), "gradcheck_device": devices[0], "gradcheck_dtype": dtypes[0]}
+    report_dir = config.option.gradcheck_report_dir
+    config.stash[_STATE] = _State(
+        roots=explicit + from_ini,
+        base=run_options(values, prefix="gradcheck_"),
+        devices=devices,
+        dtypes=dtypes,
+        report_dir=(here / report_dir) if report_dir else None,
+    )
+    # pytest walks only its test paths; case folders outside them would never reach
+    # pytest_collect_file. Explicit --gradcheck paths always join; the ini's only when the
+    # user named no test paths, so `pytest tests/test_x.py` runs just that file.
+    wanted = explicit + (from_ini if config.args_source != pytest.Config.ArgsSource.ARGS else [])
+    existing = [(here / a.split("::")[0]).resolve() for a in config.args]
+    for root in wanted:
+        if not any(root == e or e in root.parents for e in existing):
+            config.args.append(str(root))
+            existing.append(root)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests using the fixture are gradient checks too, so `-m gradcheck` selects them.
+    for item in items:
+        if "gradcheck" in getattr(item, "fixturenames", ()):
+            item.add_marker("gradcheck")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
+    if file_path.suffix != ".toml":
+        return None
+    state = parent.config.stash.get(_STATE, None)
+    if state is None:
+        return None
+    p = file_path.resolve()
+    if any(p == r or r in p.parents for r in state.roots):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFile(pytest.File):
+    """One case file: its case, once per device and dtype."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        state = self.config.stash[_STATE]
+        try:
+            case = load_case(self.path)
+        except CaseError as exc:
+            # Name the file as pytest does (relative to rootdir): file:line: what is wrong.
+            exc.file = Path(self.nodeid.split("::")[0])
+            state.errors.append(exc)
+            raise self.CollectError(f"gradcheck: {exc}") from None
+        for device in state.devices:
+            for dtype in state.dtypes:
+                options = replace(state.base, device=device, dtype=dtype)
+                yield CaseItem.from_parent(self, name=f"{case.name}[{device}-{dtype}]", case=case, options=options)
+
+
+def _skip(reason: str) -> NoReturn:
+    """Skip, reported at the test's own place (the case file, the user's test) rather than at
+    this module's line: pytest does the same for skips raised inside fixtures."""
+    exc = pytest.skip.Exception(reason)
+    exc._use_item_location = True  # read by pytest's report; a plain attribute, harmless if not
+    raise exc
+
+
+def _cuda_missing(device: str) -> str | None:
+    if not device.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return f"no CUDA device is available (torch {torch.__version__})"
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        return f"{device}: only {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+class CaseItem(pytest.Item):
+    """A case checked on one device in one dtype."""
+
+    def __init__(self, *, case: Case, options: RunOptions, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.options = options
+        self.add_marker("gradcheck")
+        missing = _cuda_missing(options.device)
+        if missing:
+            self.add_marker(pytest.mark.skip(reason=missing))
+
+    def runtest(self) -> None:
+        state = self.config.stash[_STATE]
+        try:
+            result = check_case(self.case, self.options)
+        except CaseError as exc:
+            # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
+            # shape) fails with the engine's located message.
+            if exc.file == self.path:
+                exc.file = Path(self.nodeid.split("::")[0])
+            state.errors.append(exc)
+            raise
+        state.results.append(result)
+        if result.verdict == "fail":
+            raise GradientCheckFailed(result)
+        if result.verdict == "inconclusive":
+            _skip(f"gradcheck inconclusive: {result.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, GradientCheckFailed):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, CaseError):
+            return f"gradcheck: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        # pytest counts lines from 0 here.
+        # The item name, not just the case: two dtypes of one case must not share a header.
+        return self.path, (self.case.line - 1 if self.case.line else None), f"gradcheck: {self.name}"
+
+
+@pytest.fixture
+def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
+    """``gradcheck(fn, inputs, *, backward=None, upstream=None, **options)``: run
+    :func:`gradcheck_suite.check` and fail the test with the disagreement tables unless all
+    sources agree; an inconclusive check skips the test with its reason. Device, dtype and
+    numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype`` value
+    and ``--gradcheck-numeric``. Returns the :class:`CheckResult` of a pass."""
+    state = request.config.stash[_STATE]
+    defaults: dict[str, Any] = {
+        "device": state.base.device,
+        "dtype": state.base.dtype,
+        "numeric": state.base.numeric,
+        "max_memory": state.base.max_memory,
+    }
+
+    def run(fn: Callable[..., torch.Tensor], inputs: Any, **kwargs: Any) -> CheckResult:
+        options = {**defaults, **kwargs}
+        missing = _cuda_missing(str(options["device"]))
+        if missing:
+            _skip(missing)
+        result = check(fn, inputs, **options)
+        state.results.append(result)
+        if result.verdict == "fail":
+            pytest.fail(result.explain(), pytrace=False)
+        if result.verdict == "inconclusive":
+            _skip(f"gradcheck inconclusive: {result.reason}")
+        return result
+
+    return run
+
+
+def session_report(config: pytest.Config) -> Report | None:
+    """The session's Report (every checked case and case-file error), once the session ended."""
+    state = config.stash.get(_STATE, None)
+    return state.report if state is not None else None
+
+
+@dataclass(frozen=True)
+class _Detached:
+    """What stays of a Python callable in a result sent between processes: its name and place."""
+
+    label: str
+    file: Path | None
+    line: int | None
+
+
+def _without_functions(result: CaseResult) -> CaseResult:
+    """``result`` with its case's callables (a lambda, a local function: not picklable) replaced
+    by their names, so an xdist worker can still send the fixture's result."""
+    case = result.case
+
+    def detach(program: Any) -> Any:
+        if program is None:
+            return None
+        return _Detached(getattr(program, "label", "?"), getattr(program, "file", None), getattr(program, "line", None))
+
+    return replace(result, case=replace(case, forward=detach(case.forward), backward=detach(case.backward)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker: send what it checked to the controller, which builds the Report.
+        # Pickled per result, so one result holding an unpicklable user function is left out
+        # alone (and counted) rather than losing the rest.
+        sent = []
+        for r in state.results:
+            try:
+                sent.append(pickle.dumps(r))
+            except Exception:  # noqa: BLE001 - any pickling failure means "try without the functions"
+                try:
+                    sent.append(pickle.dumps(_without_functions(r)))
+                except Exception:  # noqa: BLE001 - then it cannot be sent at all
+                    state.unsent += 1
+        workeroutput[_WORKER_KEY] = {
+            "results": sent,
+            "errors": [pickle.dumps(e) for e in state.errors],
+            "unsent": state.unsent,
+        }
+        return
+    # A file that failed to load on every worker arrives once per worker.
+    errors = list({str(e): e for e in state.errors}.values())
+    # Time spent checking, as the CLI reports it; the session's own time includes all else.
+    state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
+    writer = getattr(_report, "write_reports", None)
+    if state.report_dir is not None and writer is not None:
+        writer(state.report, state.report_dir)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist (controller): a worker finished; take the results it checked."""
+    state = node.config.stash.get(_STATE, None)
+    sent = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+    if state is None or not sent:
+        return
+    # These bytes come from this session's own worker processes, which pickled them above.
+    state.results.extend(pickle.loads(b) for b in sent["results"])
+    state.errors.extend(pickle.loads(b) for b in sent["errors"])
+    state.unsent += int(sent["unsent"])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or state.report is None or not (state.report.results or state.report.errors):
+        return
+    line = "gradcheck: " + render_summary(state.report)
+    if state.unsent:
+        line += f" ({state.unsent} fixture result(s) could not be gathered from xdist workers)"
+    terminalreporter.write_line(line)
+    if state.report_dir is not None:
+        if getattr(_report, "write_reports", None) is not None:
+            terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")
+        else:
+            terminalreporter.write_line(
+                f"gradcheck: --gradcheck-report-dir {state.report_dir}: this version has no report writer"
+            )
