@@ -8,12 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backends import NumpyBackend
 from ._case import Case, load_cases
 from ._engine import check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
-from ._report import format_value, render_case_detail, render_errors, render_summary, render_table
-from ._backends import NumpyBackend
+from ._report import (
+    format_value,
+    json_report,
+    render_case_detail,
+    render_errors,
+    render_summary,
+    render_table,
+)
+from ._report.files import prepare_dir
+from ._report.outputs import write_reports
 
 __all__ = ["main"]
 
@@ -27,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
     r.add_argument("-v", "--verbose", action="store_true", help="per-element table of each failure")
     add_argparse_options(r)
+    _add_report_options(r)
 
     ls = sub.add_parser("list", help="list the cases")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
@@ -37,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
     add_argparse_options(sh)
     return p
+
+
+def _add_report_options(r: argparse.ArgumentParser) -> None:
+    g = r.add_argument_group("reports and baselines")
+    g.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), metavar="DIR",
+        help="write report.json, junit.xml and summary.md here (default reports/)",
+    )
+    g.add_argument("--no-reports", action="store_true", help="write no report files")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = run(args.paths, run_options(vars(args)), args.pattern)
+    # Checked before any case runs, so a bad path costs one line, not a whole run.
+    folder = None if args.no_reports else prepare_dir(args.report_dir)
+    options = run_options(vars(args))
+    report = run(args.paths, options, args.pattern)
     if report.results:
         print(render_table(report))
     if args.verbose:
@@ -64,7 +86,11 @@ def _run(args: argparse.Namespace) -> int:
     if report.errors:
         print(render_errors(report), file=sys.stderr)
     print(render_summary(report))
-    return report.exit_code
+    status = report.exit_code
+    data = json_report.to_dict(report)
+    if folder is not None:
+        write_reports(folder, data)
+    return status
 
 
 def _list(args: argparse.Namespace) -> int:
