@@ -13,7 +13,17 @@ from ._case import Case, load_cases
 from ._engine import check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
-from ._report import format_value, render_case_detail, render_errors, render_summary, render_table
+from ._report import (
+    baseline,
+    format_value,
+    json_report,
+    render_case_detail,
+    render_errors,
+    render_summary,
+    render_table,
+)
+from ._report.files import prepare_dir
+from ._report.outputs import write_reports
 
 __all__ = ["main"]
 
@@ -29,6 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
     r.add_argument("-v", "--verbose", action="store_true", help="per-element table of each failure")
     add_argparse_options(r)
+    _add_report_options(r)
+
+    bl = sub.add_parser("baseline", help="store a run as the baseline later runs compare with")
+    bl_sub = bl.add_subparsers(dest="baseline_command", required=True)
+    save = bl_sub.add_parser("save", help="run the cases and store the report as a baseline")
+    save.add_argument(
+        "file", nargs="?", type=Path, default=Path("reports/baseline.json"),
+        help="where to store it (default reports/baseline.json)",
+    )
+    save.add_argument(
+        "--cases", dest="paths", nargs="+", type=Path, default=[Path("cases")],
+        help="case files or folders (default cases/)",
+    )
+    save.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
+    add_argparse_options(save)
 
     ls = sub.add_parser("list", help="list the cases")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
@@ -41,6 +66,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _growth_factor(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not x > 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be above 1 (a factor the difference may grow by)")
+    return x
+
+
+def _add_report_options(r: argparse.ArgumentParser) -> None:
+    g = r.add_argument_group("reports and baselines")
+    g.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), metavar="DIR",
+        help="write report.json, junit.xml and summary.md here (default reports/)",
+    )
+    g.add_argument("--no-reports", action="store_true", help="write no report files")
+    g.add_argument("--baseline", type=Path, metavar="FILE", help="fail on regressions against this stored report")
+    g.add_argument(
+        "--max-growth", type=_growth_factor, default=baseline.DEFAULT_MAX_GROWTH, metavar="X",
+        help=f"with --baseline: the factor a difference may grow by (default {baseline.DEFAULT_MAX_GROWTH:g})",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
@@ -49,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "list":
             return _list(args)
+        if args.command == "baseline":
+            return _baseline_save(args)
         return _show(args)
     except GradcheckError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
@@ -56,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = run(args.paths, run_options(vars(args)), args.pattern)
+    # Both are checked before any case runs, so a bad path costs one line, not a whole run.
+    folder = None if args.no_reports else prepare_dir(args.report_dir)
+    stored = baseline.load(args.baseline) if args.baseline is not None else None
+    options = run_options(vars(args))
+    report = run(args.paths, options, args.pattern)
     if report.results:
         print(render_table(report))
     if args.verbose:
@@ -66,7 +121,40 @@ def _run(args: argparse.Namespace) -> int:
     if report.errors:
         print(render_errors(report), file=sys.stderr)
     print(render_summary(report))
-    return report.exit_code
+    status = report.exit_code
+    data = json_report.to_dict(report)
+    if stored is not None:
+        comparison = baseline.compare(
+            data,
+            stored,
+            max_growth=args.max_growth,
+            file=str(args.baseline),
+            in_scope=baseline.scope(args.paths, args.pattern, options.device, options.dtype),
+        )
+        data["baseline"] = comparison.to_dict()
+        print("\n".join(comparison.lines()))
+        if not comparison.passed:
+            status = max(status, 1)
+    if folder is not None:
+        write_reports(folder, data)
+    return status
+
+
+def _baseline_save(args: argparse.Namespace) -> int:
+    report = run(args.paths, run_options(vars(args)), args.pattern)
+    if report.results:
+        print(render_table(report))
+    if report.errors:
+        # A baseline without the cases that failed to load would report them as new later
+        # and never as missing: refuse rather than store a partial one.
+        print(render_errors(report), file=sys.stderr)
+        print(f"gradcheck: error: baseline not saved: {len(report.errors)} case file(s) failed", file=sys.stderr)
+        return 2
+    baseline.save(json_report.to_dict(report), args.file)
+    failing = sum(r.verdict == "fail" for r in report.results)
+    note = f"; {failing} failing case(s) stored as failing" if failing else ""
+    print(f"saved baseline {args.file}: {len(report.results)} case(s){note}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

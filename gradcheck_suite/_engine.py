@@ -19,7 +19,10 @@ from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_programs
 from ._sources.numeric import DEFAULT_MAX_MEMORY, NumericSettings, numeric_gradients
 
-__all__ = ["RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select"]
+__all__ = [
+    "RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select",
+    "name_matches",
+]
 
 VERDICTS = ("pass", "fail", "inconclusive")
 
@@ -94,16 +97,24 @@ def ensure_device(device: str) -> None:
         raise UsageError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
 
 
+def name_matches(name: str, pattern: str | None) -> bool:
+    """The -k rule: a case-insensitive substring, or a glob when the pattern has * ? or [."""
+    if not pattern:
+        return True
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatch(name, pattern)
+    return pattern.lower() in name.lower()
+
+
 def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case | CaseError]:
     """Keep the cases whose name matches ``pattern`` (a substring, or a glob with * ? [)."""
     if not pattern:
         return list(cases)
-    glob = any(c in pattern for c in "*?[")
     kept: list[Case | CaseError] = []
     for c in cases:
         if isinstance(c, CaseError):
             kept.append(c)  # a file that did not load might hold the case asked for
-        elif fnmatch.fnmatch(c.name, pattern) if glob else pattern.lower() in c.name.lower():
+        elif name_matches(c.name, pattern):
             kept.append(c)
     return kept
 

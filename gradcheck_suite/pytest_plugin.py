@@ -19,9 +19,8 @@ The ``gradcheck`` fixture is :func:`gradcheck_suite.check` for a user's own test
 the test with the same tables.
 
 At session end the checked cases are gathered into a :class:`Report` (from every xdist worker
-too), kept on the config (:func:`session_report`) and handed to
-``gradcheck_suite._report.write_reports(report, dir)`` when ``--gradcheck-report-dir`` is
-given and that writer exists.
+too), kept on the config (:func:`session_report`) and written as report.json, junit.xml and
+summary.md (the CLI's writers) when ``--gradcheck-report-dir`` is given.
 """
 
 from __future__ import annotations
@@ -36,12 +35,13 @@ from typing import Any, NoReturn
 import pytest
 import torch
 
-from . import _report
 from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check
 from ._engine import CaseResult, Report, RunOptions, check_case
 from ._errors import CaseError
 from ._options import add_pytest_options, run_options
+from ._report import json_report
+from ._report.outputs import write_reports
 from ._report.terminal import render_summary
 
 __all__ = [
@@ -319,9 +319,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     errors = list({str(e): e for e in state.errors}.values())
     # Time spent checking, as the CLI reports it; the session's own time includes all else.
     state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
-    writer = getattr(_report, "write_reports", None)
-    if state.report_dir is not None and writer is not None:
-        writer(state.report, state.report_dir)
+    if state.report_dir is not None:
+        state.report_dir.mkdir(parents=True, exist_ok=True)
+        write_reports(state.report_dir, json_report.to_dict(state.report))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -346,9 +346,4 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         line += f" ({state.unsent} fixture result(s) could not be gathered from xdist workers)"
     terminalreporter.write_line(line)
     if state.report_dir is not None:
-        if getattr(_report, "write_reports", None) is not None:
-            terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")
-        else:
-            terminalreporter.write_line(
-                f"gradcheck: --gradcheck-report-dir {state.report_dir}: this version has no report writer"
-            )
+        terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")

@@ -108,7 +108,7 @@ def test_broken_case_fails_with_the_disagreement_table(project: pytest.Pytester)
             "case *input*manual*autograd*numeric*max rel diff*verdict",
             "compound_sigmoid*x*2.0953313433848186*2.0595697955721652*FAIL: manual is the odd one out",
             "*y*1.5922327514838093*pass",
-            "*FAIL: expected dx (line *",
+            "compound_sigmoid: FAIL expected dx (line *",
             "compound_sigmoid / x: fail - manual disagrees with the other two",
             "  manual vs autograd: 1 element(s) disagree*",
             "element*manual*autograd*numeric*numeric err",
@@ -257,18 +257,21 @@ def test_fixture_takes_dtype_from_the_options(pytester: pytest.Pytester) -> None
     pytester.runpytest("--gradcheck-dtype", "float32").assert_outcomes(passed=1)
 
 
-def test_report_is_handed_to_a_writer(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradcheck_suite import _report
+def test_report_dir_gets_the_cli_reports(project: pytest.Pytester) -> None:
+    import json
+    import xml.etree.ElementTree as ET
 
-    written = []
-    # In-process pytester runs share this module, so the plugin finds the stand-in writer.
-    monkeypatch.setattr(_report, "write_reports", lambda report, d: written.append((report, d)), raising=False)
     break_compound_sigmoid(project)
-    project.runpytest("--gradcheck-report-dir", "out")
-    (report, directory), = written
-    assert directory == project.path / "out"
-    assert report.counts() == {"pass": len(BUNDLED) - 1, "fail": 1, "inconclusive": 0, "error": 0}
-    assert report.exit_code == 1
+    result = project.runpytest("--gradcheck-report-dir", "out")
+    result.stdout.fnmatch_lines([f"gradcheck: reports written to {project.path / 'out'}"])
+    data = json.loads((project.path / "out" / "report.json").read_text())
+    verdicts = {c["case"]: c["verdict"] for c in data["cases"]}
+    assert verdicts.pop("compound_sigmoid") == "fail"
+    assert set(verdicts.values()) == {"pass"} and len(verdicts) == len(BUNDLED) - 1
+    suite = ET.parse(project.path / "out" / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(BUNDLED)), "1")
+    assert (project.path / "out" / "summary.md").read_text().count("compound_sigmoid") >= 1
 
 
 REPORT_CONFTEST = """

@@ -1,0 +1,221 @@
+"""report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
+
+Version 1. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+(UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
+``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
+Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
+``seconds``, ``gradient_scale``, ``expect_failures``, ``samples`` and ``inputs``; each input:
+its ``pairs`` (``max_abs``, ``max_rel``, ``ratio`` to the tolerance, the ``worst`` element)
+and ``worst``, the element of the pair furthest outside its tolerance with every source's
+value there. JSON has no infinity or NaN, so a non-finite number is written as the string
+``"inf"``, ``"-inf"`` or ``"nan"``.
+
+A new field that old readers can ignore keeps the version; renaming or removing one, or
+changing a field's meaning, bumps it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from .._compare import InputResult, gradient_scale
+from .._engine import CaseResult, Report
+from .._errors import CaseError
+
+__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+
+SCHEMA_ID = "gradcheck-suite/report"
+SCHEMA_VERSION = 1
+
+Number = float | str
+
+
+def number(x: float) -> Number:
+    x = float(x)
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def to_float(x: Number) -> float:
+    """The inverse of :func:`number`."""
+    return float(x)  # float("inf") and float("nan") parse the strings number() writes
+
+
+def case_key(entry: dict[str, Any]) -> str:
+    """How a case is named across reports and baselines; also its JUnit test name."""
+    return f"{entry['case']}[{entry['device']}-{entry['dtype']}]"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        out = None
+    if out is not None and out.returncode == 0 and out.stdout.strip():
+        return out.stdout.strip()
+    # A CI checkout without .git (a source tarball, some container builds) still knows its commit.
+    return os.environ.get("GITHUB_SHA") or None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    return _cpu_name()
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    return {
+        "package": __version__,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": _device_name(device),
+        "git_commit": _git_commit(),
+    }
+
+
+def _value_at(g: np.ndarray, index: tuple[int, ...]) -> Number:
+    return number(float(np.asarray(g)[index]))
+
+
+def _input(i: InputResult) -> dict[str, Any]:
+    pairs = [
+        {
+            "pair": p.name,
+            "a": p.a,
+            "b": p.b,
+            "max_abs": number(p.max_abs),
+            "max_rel": number(p.max_rel),
+            "ratio": number(p.ratio),
+            "worst": list(p.worst),
+            "disagree": p.disagree,
+            "undecided": p.undecided,
+        }
+        for p in i.pairs
+    ]
+    worst: dict[str, Any] | None = None
+    if i.pairs:
+        # The element most outside its tolerance, over every pair, is the one a reader should
+        # look at first: for a failure it is the element the failure message names.
+        p = max(i.pairs, key=lambda q: (q.ratio, q.max_abs))
+        worst = {
+            "pair": p.name,
+            "index": list(p.worst),
+            "values": {s: _value_at(g, p.worst) for s, g in i.grads.items()},
+            "numeric_error": _value_at(i.numeric_error, p.worst) if i.numeric_error is not None else None,
+        }
+    numeric_error = None
+    if i.numeric_error is not None and i.numeric_error.size:
+        numeric_error = number(float(np.max(i.numeric_error)))
+    return {
+        "name": i.name,
+        "shape": list(i.shape),
+        "verdict": i.verdict,
+        "odd_one_out": i.odd_one_out,
+        "reason": i.reason,
+        "numeric_error": numeric_error,
+        "pairs": pairs,
+        "worst": worst,
+    }
+
+
+def _case(r: CaseResult) -> dict[str, Any]:
+    samples = None
+    if r.samples is not None:
+        samples = {"points": r.samples.points, "counts": dict(r.samples.counts), "worst": r.samples.worst}
+    return {
+        "case": r.case.name,
+        "file": r.case.file.as_posix(),
+        "device": r.device,
+        "dtype": r.dtype,
+        "verdict": r.verdict,
+        "odd_one_out": r.odd_one_out,
+        "reason": r.reason,
+        "seconds": r.seconds,
+        # The baseline comparison needs the case's scale to tell rounding noise from drift.
+        "gradient_scale": number(gradient_scale(list(r.sources.values()))) if r.sources else 0.0,
+        "expect_failures": list(r.expect_failures),
+        "samples": samples,
+        "inputs": [_input(i) for i in r.inputs],
+    }
+
+
+def _error(e: CaseError) -> dict[str, Any]:
+    return {
+        "file": e.file.as_posix() if e.file is not None else None,
+        "line": e.line,
+        "case": e.case,
+        "key": e.key,
+        "message": e.message,
+        "text": str(e),
+    }
+
+
+def to_dict(
+    report: Report, baseline: dict[str, Any] | None = None, env: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report as plain data; ``baseline`` is a comparison's ``to_dict()`` when one was made."""
+    o = report.options
+    return {
+        "schema": SCHEMA_ID,
+        "version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "environment": env if env is not None else environment(o.device),
+        "options": {
+            "device": o.device,
+            "dtype": o.dtype,
+            "numeric": o.numeric,
+            "samples": o.samples,
+            "max_memory": o.max_memory,
+        },
+        "timings": {
+            "total_seconds": report.seconds,
+            "cases_seconds": sum(r.seconds for r in report.results),
+        },
+        "summary": report.counts(),
+        "cases": [_case(r) for r in report.results],
+        "errors": [_error(e) for e in report.errors],
+        "baseline": baseline,
+    }
+
+
+def dumps(data: dict[str, Any]) -> str:
+    # allow_nan=False: a stray inf that number() missed fails here, not in a reader's parser.
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def load_schema() -> dict[str, Any]:
+    text = resources.files("gradcheck_suite").joinpath("report.schema.json").read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
