@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backends import NumpyBackend
 from ._case import Case, load_cases
 from ._engine import check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
 from ._report import format_value, render_case_detail, render_errors, render_summary, render_table
-from ._backends import NumpyBackend
+from ._sources.manual import upstream_gradients
 
 __all__ = ["main"]
 
@@ -23,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="check cases and report every disagreement")
-    r.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)")
+    r.add_argument(
+        "paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)"
+    )
     r.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
     r.add_argument("-v", "--verbose", action="store_true", help="per-element table of each failure")
     add_argparse_options(r)
@@ -95,6 +98,7 @@ def _show(args: argparse.Namespace) -> int:
     case = _find(args.case, args.paths)
     options = run_options(vars(args))
     ensure_device(options.device)
+    case = case.at_dtype(options.dtype)
     print(f"{case.name}: {case.description}  ({case.file})")
     be = NumpyBackend(options.dtype)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
@@ -106,10 +110,8 @@ def _show(args: argparse.Namespace) -> int:
     for s, v in trace:
         print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
     if case.backward is not None:
-        out = np.asarray(values[case.output])
-        dout = be.asarray(case.upstream) if case.upstream is not None else be.ones_like(out)
         trace = []
-        case.backward.run({**values, f"d{case.output}": dout}, be, trace)
+        case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
         print("backward:")
         for s, v in trace:
             print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")

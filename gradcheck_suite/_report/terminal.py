@@ -58,7 +58,7 @@ def render_table(report: Report) -> str:
                     _verdict_text(r, i),
                 ]
             )
-        extra = []
+        extra = list(r.case.notes)
         if r.expect_failures:
             extra.append("FAIL: " + "; ".join(r.expect_failures))
         if r.samples is not None:
