@@ -277,7 +277,7 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
             case=name,
             file=path,
             line=lines.line(table, "callable"),
-            err=lambda m, k=None: err(m, table, k),
+            err=lambda m, k: err(m, table, k),
         )
 
     def section(table: str) -> dict[str, Any] | str:
@@ -369,10 +369,10 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
     raw_expect = data.get("expect", {})
     if not isinstance(raw_expect, dict):
         raise err("`[expect]` must be a table", "expect")
-    names = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
-    names |= {f"d{n}" for n in inputs} | {k for k, v in constants.items() if not isinstance(v, dict)}
+    known_names = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
+    known_names |= {f"d{n}" for n in inputs} | {k for k, v in constants.items() if not isinstance(v, dict)}
     for ename, spec in raw_expect.items():
-        if ename not in names:
+        if ename not in known_names:
             raise err(f"`{ename}` is neither an input, a program variable nor an input's gradient", "expect", ename)
         expect[ename] = _expected(spec, lines.line("expect", ename), lambda m, k=ename: err(m, "expect", k))
 
