@@ -370,7 +370,8 @@ def make_call(
     try:
         fn = import_target(target)
     except Exception as exc:  # noqa: BLE001 - any failure to import is the case's error
-        raise err(f"cannot import {role} callable `{target}`: {type(exc).__name__}: {exc}", "callable") from None
+        hint = " (is the folder holding the package on PYTHONPATH?)" if isinstance(exc, ModuleNotFoundError) else ""
+        raise err(f"cannot import {role} callable `{target}`: {type(exc).__name__}: {exc}{hint}", "callable") from None
     if not callable(fn):
         raise err(f"{role} callable `{target}` is a {type(fn).__name__}, not a function or class", "callable")
     args = spec.get("args", list(default_args))
