@@ -78,8 +78,16 @@ def _list(args: argparse.Namespace) -> int:
             status = 2
             continue
         shapes = ", ".join(f"{k}{list(v.shape) if v.ndim else ''}" for k, v in item.inputs.items())
-        manual = "manual+" if item.backward else ""
-        print(f"{item.name:24} {item.file}  ({shapes}; {manual}autograd+numeric)  {item.description}")
+        sources = "+".join(
+            s
+            for s, present in (
+                ("manual", item.backward is not None),
+                ("autograd", item.autograd_forward is not None),
+                ("numeric", True),
+            )
+            if present
+        )
+        print(f"{item.name:24} {item.file}  ({shapes}; {sources})  {item.description}")
     return status
 
 

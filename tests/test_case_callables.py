@@ -355,3 +355,13 @@ def test_case_file_validation(tmp_path: Path, fragment: str, message: str) -> No
     path = _write(tmp_path, "bad", fragment + '\n[inputs]\nx = [1.0]\n[forward]\nprogram = "p = x\\nq = x"\n')
     with pytest.raises(CaseError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_case(path)
+
+
+def test_list_shows_the_sources_a_case_is_checked_with(
+    tmp_path: Path, layers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _affine(tmp_path, "a_two_way", layers, "affine_backward")
+    _affine(tmp_path, "b_three_way", layers, "affine_backward", AFFINE_REFERENCE)
+    assert main(["list", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "manual+numeric)" in lines[0] and "manual+autograd+numeric)" in lines[1]
