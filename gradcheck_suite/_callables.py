@@ -53,8 +53,7 @@ __all__ = [
 Forward = Callable[..., torch.Tensor]
 Backward = Callable[..., Any]
 
-# Precisions torch can run a callable in; the manual source asks for no higher-precision
-# reference (long double) that a callable cannot honestly provide.
+# Precisions torch can run a callable in.
 _TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -87,7 +86,12 @@ class _Adapter:
         # The engine's sources never look inside a callable; these keep its interface whole.
         self.statements: tuple[Any, ...] = ()
         self.functions: frozenset[str] = frozenset({self.label})
-        self.dtypes: frozenset[str] = frozenset(_TORCH_DTYPES)
+        # Neither a program nor a case file's callable (the _case_callables protocol).
+        self.program = None
+        self.call = None
+
+    def with_constants(self, constants: Mapping[str, Any], forward: Any = None) -> Any:
+        return self  # check() has no constants: every input is differentiated
 
     def error(self, message: str, line: int | None = None) -> CaseError:
         return CaseError(message, file=self.file, line=line or self.line, key=self.key)
@@ -136,10 +140,14 @@ class CallableForward(_Adapter):
     """A torch function ``fn(**inputs) -> Tensor`` as a case's forward program."""
 
     key = "forward"
+    # The protocol asks for a vmappable torch function, and torch differentiates it.
+    vmap = True
+    torch_differentiable = True
 
     def __init__(self, fn: Forward, inputs: Sequence[str], output: str, *, analytic: bool = False) -> None:
         super().__init__(fn, inputs, output)
         self._analytic = analytic
+        self.outputs = (output,)
 
     @property
     def assigned(self) -> list[str]:
@@ -163,6 +171,9 @@ class CallableBackward(_Adapter):
     """A hand-written gradient ``backward(grad_output, **inputs)`` as a case's backward program."""
 
     key = "backward"
+    # torch has no long double, so the manual source cannot measure this backward's rounding
+    # by a rerun in higher precision; in a float32 check it still reruns in float64.
+    longdouble = False
 
     @property
     def assigned(self) -> list[str]:
@@ -273,4 +284,6 @@ def callable_case(
         forward=forward,  # type: ignore[arg-type]
         backward=CallableBackward(backward, list(point), output) if backward is not None else None,  # type: ignore[arg-type]
         upstream=up,
+        outputs=(output,),
+        upstreams={output: up},
     )

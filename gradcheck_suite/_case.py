@@ -1,4 +1,18 @@
-"""Case files: the TOML schema, loading, and validation with file:line errors."""
+"""Case files: the TOML schema, loading, and validation with file:line errors.
+
+Besides the notebook's keys, a case may have:
+
+* ``[constants]``: values that are not differentiated. An integer or a list of integers stays
+  an integer (a class label array, an index; an integer scalar may size shapes and slices),
+  a float is cast to the check's dtype like an input (batch norm's ``eps``, a dropout mask),
+  ``{ random = "integers", low = 0, high = 3, shape = [4] }`` draws integers, and a table
+  without ``random`` is a parameter dict passed to callables (cs231n's ``conv_param``).
+* ``output = ["out", "cache_mean"]``: several outputs; ``upstream`` is then a table with an
+  upstream gradient per output (missing ones are ones). A scalar output is a loss: its
+  upstream defaults to 1.
+* ``[forward]``, ``[backward]`` and ``[reference]`` given as ``callable = "pkg.module:fn"``
+  instead of ``program``: see :mod:`gradcheck_suite._case_callables` for the protocol.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +21,25 @@ import re
 import tomllib
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._case_callables import Backward, Constant, Forward, make_call
 from ._errors import CaseError
 from ._program import Program, parse_program
 
 __all__ = ["Case", "Expected", "Sweep", "load_case", "find_case_files", "load_cases"]
 
 _TOP_KEYS = {
-    "name",
-    "description",
-    "output",
-    "upstream",
-    "inputs",
-    "forward",
-    "backward",
-    "expect",
-    "sweep",
+    "name", "description", "output", "upstream", "inputs", "constants", "forward", "backward", "reference",
+    "expect", "sweep",
 }
 _PROGRAM_KEYS = {"program"}
+_CALL_KEYS = {"callable", "args", "kwargs", "array", "returns"}
 _DRAW_KEYS = {"random", "shape", "seed", "mean", "std", "low", "high"}
 
 
@@ -69,20 +78,59 @@ class Case:
     description: str
     file: Path
     line: int | None
-    output: str
-    inputs: Mapping[str, np.ndarray]  # float64 values of the input point
-    forward: Program
-    backward: Program | None = None
-    upstream: np.ndarray | None = None
+    output: str  # the first of ``outputs``
+    inputs: Mapping[str, np.ndarray]  # float64 values of the input point; all differentiated
+    forward: Forward
+    backward: Backward | None = None
+    upstream: np.ndarray | None = None  # of ``output``
     expect: Mapping[str, Expected] = field(default_factory=dict)
     sweep: Sweep | None = None
+    outputs: tuple[str, ...] = ()
+    upstreams: Mapping[str, np.ndarray | None] = field(default_factory=dict)
+    constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
+    reference: Forward | None = None  # what autograd differentiates when the forward is not torch
 
     @property
     def id(self) -> str:
         return self.name
 
+    @property
+    def autograd_forward(self) -> Forward | None:
+        """What the autograd source differentiates: the forward itself when torch can, else the
+        reference; None when there is neither (the case is then checked two ways)."""
+        if self.forward.torch_differentiable:
+            return self.forward
+        return self.reference
+
+    @property
+    def notes(self) -> list[str]:
+        """What the report should say about how this case is checked."""
+        if self.autograd_forward is not None:
+            return []
+        why = "an autograd.Function" if self.forward.call and self.forward.call.is_function else "not torch"
+        return [f"checked two ways: the forward `{self.forward.label}` is {why} and the case has no [reference]"]
+
+    def at_dtype(self, dtype: str) -> Case:
+        """This case with its float constants rounded to ``dtype``, as the inputs are."""
+        consts = {
+            k: np.asarray(v, dtype=dtype).astype(np.float64) if _is_float_array(v) else v
+            for k, v in self.constants.items()
+        }
+        forward = self.forward.with_constants(consts)
+        return replace(
+            self,
+            constants=consts,
+            forward=forward,
+            backward=self.backward.with_constants(consts, forward) if self.backward else None,
+            reference=self.reference.with_constants(consts) if self.reference else None,
+        )
+
     def error(self, message: str, *, line: int | None = None, key: str | None = None) -> CaseError:
         return CaseError(message, file=self.file, line=line, key=key, case=self.name)
+
+
+def _is_float_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
 class _Lines:
@@ -182,9 +230,19 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
     for required in ("output", "inputs", "forward"):
         if required not in data:
             raise CaseError(f"missing required key `{required}`", file=path, key=required, case=name)
-    output = data["output"]
-    if not isinstance(output, str):
-        raise err("`output` must be the name of a forward variable", "", "output")
+    raw_output = data["output"]
+    if isinstance(raw_output, str):
+        outputs: tuple[str, ...] = (raw_output,)
+    elif (
+        isinstance(raw_output, list)
+        and raw_output
+        and all(isinstance(o, str) for o in raw_output)
+        and len(set(raw_output)) == len(raw_output)
+    ):
+        outputs = tuple(raw_output)
+    else:
+        raise err("`output` must be the name of a forward variable or a list of distinct names", "", "output")
+    output = outputs[0]
 
     raw_inputs = data["inputs"]
     if not isinstance(raw_inputs, dict) or not raw_inputs:
@@ -195,35 +253,126 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
             raise err(f"input name `{iname}` is not a plain identifier", "inputs", iname)
         inputs[iname] = _value(spec, iname, lambda m, k=iname: err(m, "inputs", k))
 
-    forward = _program(path, data, "forward", lines, known=list(inputs), err=err)
-    if output not in forward.assigned:
-        raise err(f"the forward program never assigns the output `{output}`", "", "output")
+    raw_constants = data.get("constants", {})
+    if not isinstance(raw_constants, dict):
+        raise err("`[constants]` must be a table", "constants")
+    constants: dict[str, Constant] = {}
+    for cname, spec in raw_constants.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", cname):
+            raise err(f"constant name `{cname}` is not a plain identifier", "constants", cname)
+        if cname in inputs:
+            raise err(f"`{cname}` is both an input and a constant", "constants", cname)
+        constants[cname] = _constant(spec, cname, lambda m, k=cname: err(m, "constants", k))
+    # parameter dicts are for callables; a program sees arrays and numbers only
+    program_names = [*inputs, *(k for k, v in constants.items() if not isinstance(v, dict))]
+    integers = [k for k, v in constants.items() if isinstance(v, int)]
+    all_names = [*inputs, *constants]
 
-    upstream = None
+    def call(table: str, role: str, default_args: list[str], names: list[str]) -> Any:
+        return make_call(
+            data[table],
+            role=role,
+            default_args=default_args,
+            names=names,
+            case=name,
+            file=path,
+            line=lines.line(table, "callable"),
+            err=lambda m, k: err(m, table, k),
+        )
+
+    def section(table: str) -> dict[str, Any] | str:
+        value = data[table]
+        if isinstance(value, dict):
+            extra = set(value) - (_PROGRAM_KEYS | _CALL_KEYS)
+            if extra:
+                allowed = ", ".join(sorted(_PROGRAM_KEYS | _CALL_KEYS))
+                first = sorted(extra)[0]
+                raise err(f"unknown key `{first}` in [{table}] (allowed: {allowed})", table, first)
+            if ("program" in value) == ("callable" in value):
+                raise err(f"[{table}] needs either `program` or `callable` (\"package.module:function\")", table)
+            if "program" in value and set(value) - _PROGRAM_KEYS:
+                first = sorted(set(value) - _PROGRAM_KEYS)[0]
+                raise err(f"[{table}] with a `program` takes no other keys", table, first)
+        return value
+
+    fsec = section("forward")
+    if isinstance(fsec, dict) and "callable" in fsec:
+        forward = Forward(None, call("forward", "forward", all_names, all_names), outputs, constants)
+    else:
+        fprog = _program(path, data, "forward", lines, known=program_names, err=err, integers=integers)
+        forward = Forward(fprog, None, outputs, constants)
+        for o in outputs:
+            if o not in fprog.assigned:
+                raise err(f"the forward program never assigns the output `{o}`", "", "output")
+
+    reference = None
+    if "reference" in data:
+        rsec = section("reference")
+        if isinstance(rsec, dict) and "callable" in rsec:
+            rcall = call("reference", "reference", all_names, all_names)
+            if rcall.array != "torch":
+                raise err("a reference must be a torch function (set `array = \"torch\"`)", "reference", "array")
+            reference = Forward(None, rcall, outputs, constants)
+        else:
+            rprog = _program(path, data, "reference", lines, known=program_names, err=err, integers=integers)
+            for o in outputs:
+                if o not in rprog.assigned:
+                    raise err(f"the reference program never assigns the output `{o}`", "reference", "program")
+            reference = Forward(rprog, None, outputs, constants)
+
+    upstreams: dict[str, np.ndarray | None] = {o: None for o in outputs}
     if "upstream" in data:
-        upstream = _value(data["upstream"], "upstream", lambda m: err(m, "", "upstream"))
+        raw_up = data["upstream"]
+        if len(outputs) == 1:
+            upstreams[output] = _value(raw_up, "upstream", lambda m: err(m, "", "upstream"))
+        else:
+            if not isinstance(raw_up, dict) or "random" in raw_up:
+                raise err("with several outputs, `upstream` is a table with one entry per output", "", "upstream")
+            for uname, spec in raw_up.items():
+                if uname not in outputs:
+                    raise err(f"upstream names `{uname}`, which is not an output", "upstream", uname)
+                upstreams[uname] = _value(spec, uname, lambda m, k=uname: err(m, "upstream", k))
+    upstream = upstreams[output]
 
     backward = None
-    if "backward" in data:
-        known = [*inputs, *forward.assigned, f"d{output}"]
-        backward = _program(path, data, "backward", lines, known=known, err=err)
-        missing = [n for n in inputs if f"d{n}" not in backward.assigned]
-        if missing:
-            names = ", ".join(f"`d{n}`" for n in missing)
-            raise err(
-                f"the backward program leaves input(s) {', '.join(missing)} without a gradient: assign {names}",
-                "backward",
-                "program",
-            )
+    douts = [f"d{o}" for o in outputs]
+    function_forward = forward.call is not None and forward.call.is_function
+    if function_forward:
+        if "backward" in data:
+            raise err("a torch.autograd.Function brings its own backward: remove [backward]", "backward")
+        backward = Backward(None, None, tuple(inputs), outputs, forward, constants)
+    elif "backward" in data:
+        bsec = section("backward")
+        if isinstance(bsec, dict) and "callable" in bsec:
+            names = [*all_names, *forward.assigned, *douts]
+            bcall = call("backward", "backward", [], names)
+            if forward.call is not None and forward.call.returns == "cache" and bcall.args:
+                raise err("a backward of a forward that returns a cache is called as (dout, cache): drop `args`",
+                          "backward", "args")
+            backward = Backward(None, bcall, tuple(inputs), outputs, forward, constants)
+        else:
+            known = [*program_names, *forward.assigned, *douts]
+            # static integers of the forward (N = size(x, 0)) stay static in the backward
+            static = [*integers, *(forward.program.integers if forward.program else ())]
+            bprog = _program(path, data, "backward", lines, known=known, err=err, integers=static)
+            missing = [n for n in inputs if f"d{n}" not in bprog.assigned]
+            if missing:
+                names_ = ", ".join(f"`d{n}`" for n in missing)
+                raise err(
+                    f"the backward program leaves input(s) {', '.join(missing)} without a gradient: assign {names_}",
+                    "backward",
+                    "program",
+                )
+            backward = Backward(bprog, None, tuple(inputs), outputs, forward, constants)
 
     expect: dict[str, Expected] = {}
     raw_expect = data.get("expect", {})
     if not isinstance(raw_expect, dict):
         raise err("`[expect]` must be a table", "expect")
-    expectable = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
-    expectable |= {f"d{n}" for n in inputs}
+    known_names = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
+    known_names |= {f"d{n}" for n in inputs} | {k for k, v in constants.items() if not isinstance(v, dict)}
     for ename, spec in raw_expect.items():
-        if ename not in expectable:
+        if ename not in known_names:
             raise err(f"`{ename}` is neither an input, a program variable nor an input's gradient", "expect", ename)
         expect[ename] = _expected(spec, lines.line("expect", ename), lambda m, k=ename: err(m, "expect", k))
 
@@ -246,10 +395,23 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
         upstream=upstream,
         expect=expect,
         sweep=sweep,
+        outputs=outputs,
+        upstreams=upstreams,
+        constants=constants,
+        reference=reference,
     )
 
 
-def _program(path: Path, data: dict[str, Any], key: str, lines: _Lines, *, known: list[str], err: Any) -> Program:
+def _program(
+    path: Path,
+    data: dict[str, Any],
+    key: str,
+    lines: _Lines,
+    *,
+    known: list[str],
+    err: Any,
+    integers: tuple[str, ...] | list[str] = (),
+) -> Program:
     section = data[key]
     if isinstance(section, str):
         source, start = section, lines.program_start("", key)
@@ -262,7 +424,7 @@ def _program(path: Path, data: dict[str, Any], key: str, lines: _Lines, *, known
         source, start = section["program"], lines.program_start(key)
     else:
         raise err(f"`{key}` must be a table with `program`", "", key)
-    return parse_program(source, key=key, known=known, file=path, first_line=start)
+    return parse_program(source, key=key, known=known, file=path, first_line=start, integers=integers)
 
 
 def _value(spec: Any, name: str, err: Any) -> np.ndarray:
@@ -281,7 +443,30 @@ def _value(spec: Any, name: str, err: Any) -> np.ndarray:
     return value
 
 
-def _draw(spec: dict[str, Any], name: str, err: Any) -> np.ndarray:
+def _constant(spec: Any, name: str, err: Any) -> Constant:
+    """A [constants] entry: integers stay integers, floats are float64, a plain table is a dict."""
+    if isinstance(spec, dict) and "random" not in spec:
+        for k, v in spec.items():
+            if not isinstance(v, (int, float, str, bool, list)):
+                raise err(f"parameter `{name}.{k}` must be a number, a string, a boolean or a list")
+        return dict(spec)
+    if isinstance(spec, dict):
+        if spec.get("random") == "integers":
+            return _draw(spec, name, err, integers=True)
+        return _value(spec, name, err)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return spec
+    if isinstance(spec, list):
+        try:
+            ints = np.asarray(spec)
+        except ValueError:
+            raise err(f"`{name}` is not a rectangular nested list of numbers") from None
+        if ints.dtype.kind in "iu" and ints.size:
+            return ints.astype(np.int64)
+    return _value(spec, name, err)
+
+
+def _draw(spec: dict[str, Any], name: str, err: Any, integers: bool = False) -> np.ndarray:
     extra = set(spec) - _DRAW_KEYS
     if extra:
         raise err(f"unknown key `{sorted(extra)[0]}` in a drawn input (allowed: {', '.join(sorted(_DRAW_KEYS))})")
@@ -298,12 +483,18 @@ def _draw(spec: dict[str, Any], name: str, err: Any) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if kind == "normal":
         return np.asarray(rng.normal(spec.get("mean", 0.0), spec.get("std", 1.0), size=shape), dtype=np.float64)
+    if kind == "integers" and integers:
+        low, high = spec.get("low", 0), spec.get("high")
+        if not isinstance(low, int) or not isinstance(high, int) or not low < high:
+            raise err("integers need integer `low` < `high` (high is excluded)")
+        return rng.integers(low, high, size=shape).astype(np.int64)
     if kind == "uniform":
         low, high = spec.get("low", -1.0), spec.get("high", 1.0)
         if not low < high:
             raise err("`low` must be below `high`")
         return np.asarray(rng.uniform(low, high, size=shape), dtype=np.float64)
-    raise err(f'`random` must be "normal" or "uniform", not {kind!r}')
+    kinds = '"normal", "uniform" or "integers"' if integers else '"normal" or "uniform"'
+    raise err(f"`random` must be {kinds}, not {kind!r}" + ("" if integers else " (integers only in [constants])"))
 
 
 def _literal_tolerance(v: float) -> float:

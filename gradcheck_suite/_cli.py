@@ -24,6 +24,7 @@ from ._report import (
 )
 from ._report.files import prepare_dir
 from ._report.outputs import write_reports
+from ._sources.manual import upstream_gradients
 
 __all__ = ["main"]
 
@@ -165,8 +166,16 @@ def _list(args: argparse.Namespace) -> int:
             status = 2
             continue
         shapes = ", ".join(f"{k}{list(v.shape) if v.ndim else ''}" for k, v in item.inputs.items())
-        manual = "manual+" if item.backward else ""
-        print(f"{item.name:24} {item.file}  ({shapes}; {manual}autograd+numeric)  {item.description}")
+        sources = "+".join(
+            s
+            for s, present in (
+                ("manual", item.backward is not None),
+                ("autograd", item.autograd_forward is not None),
+                ("numeric", True),
+            )
+            if present
+        )
+        print(f"{item.name:24} {item.file}  ({shapes}; {sources})  {item.description}")
     return status
 
 
@@ -185,6 +194,7 @@ def _show(args: argparse.Namespace) -> int:
     case = _find(args.case, args.paths)
     options = run_options(vars(args))
     ensure_device(options.device)
+    case = case.at_dtype(options.dtype)
     print(f"{case.name}: {case.description}  ({case.file})")
     be = NumpyBackend(options.dtype)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
@@ -196,10 +206,8 @@ def _show(args: argparse.Namespace) -> int:
     for s, v in trace:
         print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
     if case.backward is not None:
-        out = np.asarray(values[case.output])
-        dout = be.asarray(case.upstream) if case.upstream is not None else be.ones_like(out)
         trace = []
-        case.backward.run({**values, f"d{case.output}": dout}, be, trace)
+        case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
         print("backward:")
         for s, v in trace:
             print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")

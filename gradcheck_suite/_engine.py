@@ -16,7 +16,7 @@ from ._compare import InputResult, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
-from ._sources.manual import manual_gradients, run_programs
+from ._sources.manual import manual_gradients, run_forward, run_programs
 from ._sources.numeric import DEFAULT_MAX_MEMORY, NumericSettings, numeric_gradients
 
 __all__ = [
@@ -128,25 +128,24 @@ def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarr
 def _check_point(
     case: Case, point: dict[str, np.ndarray], options: RunOptions
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
-    forward = run_programs_forward(case, point)
-    if not np.all(np.isfinite(forward)):
-        raise case.error(f"the output `{case.output}` is NaN or infinite at the input point", key="forward")
+    with np.errstate(all="ignore"):  # a NaN here becomes a CaseError, not a warning
+        values = run_forward(case, point)
+    for o in case.outputs:
+        if o not in values:
+            raise case.error(f"the forward produced no output `{o}`", key="forward")
+        if not np.all(np.isfinite(np.asarray(values[o], dtype=np.float64))):
+            raise case.error(f"the output `{o}` is NaN or infinite at the input point", key="forward")
     results: list[Gradients] = []
     if case.backward is not None:
         results.append(manual_gradients(case, point, options.dtype))
-    results.append(autograd_gradients(case, point, options.dtype, options.device))
-    results.append(numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory)))
+    if case.autograd_forward is not None:  # else checked two ways; case.notes says so
+        results.append(autograd_gradients(case, point, options.dtype, options.device))
+    results.append(
+        numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory))
+    )
     scale = gradient_scale(results)
     inputs = [judge_input(name, results, options.dtype, scale) for name in point]
     return inputs, {r.source: r for r in results}
-
-
-def run_programs_forward(case: Case, point: Mapping[str, np.ndarray]) -> np.ndarray:
-    from ._backends import NumpyBackend
-
-    be = NumpyBackend("float64")
-    with np.errstate(all="ignore"):  # a NaN here becomes a CaseError, not a warning
-        return np.asarray(case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)[case.output])
 
 
 def _verdict(inputs: list[InputResult]) -> tuple[str, str | None]:
@@ -190,6 +189,7 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
 
 def check_case(case: Case, options: RunOptions) -> CaseResult:
     start = time.perf_counter()
+    case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
     # The case's own point comes first, so a sweep that passes shows the point the file names.
     points = [_at_dtype(case.inputs, options.dtype)]
@@ -236,11 +236,14 @@ def check_expectations(case: Case) -> list[str]:
         return []
     values = run_programs(case, case.inputs, "float64")
     missing = [k for k in case.expect if k not in values and k not in case.inputs]
-    if missing:
+    if missing and case.autograd_forward is not None:
         grads = autograd_gradients(case, case.inputs, "float64", "cpu").values
         values = {**values, **{f"d{k}": v for k, v in grads.items()}}
     failures = []
     for name, expected in case.expect.items():
+        if name not in values:
+            failures.append(f"expected {name}: no source computes it (no backward, no autograd)")
+            continue
         problem = expected.mismatch(values[name])
         if problem:
             line = f" (line {expected.line})" if expected.line else ""

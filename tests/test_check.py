@@ -161,7 +161,7 @@ def test_backward_results_that_name_no_gradient_are_errors(backward: object, mes
 
 
 def test_backward_with_the_wrong_shape_is_an_error() -> None:
-    with pytest.raises(CaseError, match=r"shape mismatch: `dx` has shape \(1,\)"):
+    with pytest.raises(CaseError, match=r"returned dx of shape \(1,\) but input `x` has shape \(2,\)"):
         check(lambda x: x.sum(), {"x": [1.0, 2.0]}, backward=lambda g, x: g.reshape(1))
 
 

@@ -45,8 +45,9 @@ z = abs(x)
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A project with the bundled cases under cases/ and gradcheck_paths pointing there."""
-    shutil.copytree(CASES, pytester.path / "cases")
+    """A project with the five seed cases under cases/ and gradcheck_paths pointing there
+    (the layer library is left out: tests/test_layers.py covers it, and it would slow these)."""
+    shutil.copytree(CASES, pytester.path / "cases", ignore=shutil.ignore_patterns("layers"))
     pytester.makefile(".toml", pyproject=INI)
     return pytester
 
@@ -86,7 +87,7 @@ def test_other_toml_files_are_left_alone(project: pytest.Pytester) -> None:
 
 
 def test_gradcheck_option_without_the_ini(pytester: pytest.Pytester) -> None:
-    shutil.copytree(CASES, pytester.path / "checks")
+    shutil.copytree(CASES, pytester.path / "checks", ignore=shutil.ignore_patterns("layers"))
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     assert pytester.runpytest().parseoutcomes() == {"passed": 1}  # nothing says checks/ holds cases
     pytester.runpytest("--gradcheck", "checks").assert_outcomes(passed=len(BUNDLED) + 1)

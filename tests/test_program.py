@@ -32,7 +32,9 @@ def test_numpy_and_torch_evaluate_the_same_program_alike() -> None:
     np.testing.assert_allclose(npv["a"], a)
     assert prog.assigned == ["a", "b", "c", "d"]
     assert not prog.analytic  # abs, maximum and minimum have kinks
-    assert prog.functions == set(FUNCTIONS)
+    used = {"exp", "log", "abs", "sqrt", "tanh", "sigmoid", "maximum", "minimum", "dot", "sum", "mean"}
+    assert prog.functions == used
+    assert prog.functions <= set(FUNCTIONS)
 
 
 def test_a_program_of_analytic_functions_is_analytic() -> None:
@@ -51,12 +53,11 @@ def test_a_program_of_analytic_functions_is_analytic() -> None:
         ("f = [i for i in x]", "a comprehension"),
         ("f = x if x else x", "a conditional expression"),
         ("f = x < 1", "a comparison"),
-        ("f = x[0]", "indexing"),
         ("f = 'text'", "only numeric literals"),
         ("f = eval('1')", "unknown function `eval`"),
         ("f = exp(x, x)", "`exp` takes 1 argument(s), got 2"),
-        ("f = sum(x, axis=0)", "takes no keyword arguments"),
-        ("f = x // 2", "operator `FloorDiv`"),
+        ("f = exp(x, axis=0)", "keyword"),
+        ("f = x // 2", "`//` is only allowed between static integers"),
         ("f += x", "`f += ...` before `f` is assigned"),
         ("f = y", "`y` is used before it is assigned"),
         ("f = exp", "is a function"),

@@ -66,7 +66,7 @@ def render_table(report: Report) -> str:
 
 def case_notes(r: CaseResult) -> list[str]:
     """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
-    notes = [f"FAIL {e}" for e in r.expect_failures]
+    notes = [*r.case.notes, *(f"FAIL {e}" for e in r.expect_failures)]
     if r.samples is not None:
         c = r.samples.counts
         own = ", the case file's own" if r.samples.worst == 0 else ""

@@ -1,4 +1,5 @@
-"""The autograd source: torch autograd through the forward program, on a chosen device and dtype."""
+"""The autograd source: torch autograd through the forward (or the case's torch reference),
+on a chosen device and dtype."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ def autograd_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, 
     reference = _gradients(case, point, "float64", device) if dtype == "float32" else None
     if device != "cpu":
         torch.cuda.synchronize()
+    forward = case.autograd_forward
+    through = "" if forward is None or forward is case.forward else f" through reference {forward.label}"
     return Gradients(
         "autograd",
         grads,
         dtype,
         device,
-        method=f"torch {torch.__version__}",
+        method=f"torch {torch.__version__}{through}",
         seconds=time.perf_counter() - start,
         reference=reference,
         reference_dtype="float64" if reference is not None else "",
@@ -39,22 +42,30 @@ def autograd_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, 
 
 
 def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, device: str) -> dict[str, np.ndarray]:
+    forward = case.autograd_forward
+    if forward is None:
+        raise case.error("autograd needs a torch forward or a [reference]", key="reference")
     be = TorchBackend(torch_dtype(dtype), device)
     leaves = {k: be.asarray(v).requires_grad_(True) for k, v in point.items()}
-    values = case.forward.run(leaves, be)
-    out = be._t(values[case.output])
-    if not out.requires_grad:
-        raise case.error(f"output `{case.output}` does not depend on any input", key="forward")
-    if case.upstream is not None:
-        if tuple(case.upstream.shape) != tuple(out.shape):
+    values = forward.run(leaves, be)
+    outs: list[torch.Tensor] = []
+    ups: list[torch.Tensor] = []
+    for o in case.outputs:
+        if o not in values:
+            raise case.error(f"`{forward.label}` produced no output `{o}`", key="forward")
+        out = be._t(values[o])
+        up = case.upstreams.get(o)
+        if up is not None and tuple(up.shape) != tuple(out.shape):
             raise case.error(
-                f"upstream gradient has shape {case.upstream.shape}"
-                f" but output `{case.output}` has shape {tuple(out.shape)}",
+                f"upstream gradient has shape {up.shape} but output `{o}` has shape {tuple(out.shape)}",
                 key="upstream",
             )
-        out.backward(be.asarray(case.upstream))
-    else:
-        out.backward(torch.ones_like(out))
+        if out.requires_grad:
+            outs.append(out)
+            ups.append(be.asarray(up) if up is not None else torch.ones_like(out))
+    if not outs:
+        raise case.error(f"output `{case.output}` does not depend on any input", key="forward")
+    torch.autograd.backward(outs, ups)
     grads = {}
     for k, leaf in leaves.items():
         g = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)

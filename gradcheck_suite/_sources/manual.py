@@ -1,4 +1,4 @@
-"""The hand-written source: the case's backward program, run on numpy in the check's dtype."""
+"""The hand-written source: the case's backward (program or callable), on numpy in the check's dtype."""
 
 from __future__ import annotations
 
@@ -12,27 +12,41 @@ from .._backends import NumpyBackend
 from .._case import Case
 from . import Gradients
 
-__all__ = ["manual_gradients", "run_programs", "higher_precision"]
+__all__ = ["manual_gradients", "run_programs", "run_forward", "upstream_gradients", "higher_precision"]
+
+
+def upstream_gradients(case: Case, values: Mapping[str, Any], be: NumpyBackend) -> dict[str, Any]:
+    """``d<output>`` for every output: the case's upstream, or ones (a loss: 1)."""
+    douts: dict[str, Any] = {}
+    for o in case.outputs:
+        if o not in values:
+            raise case.error(f"the forward produced no output `{o}`", key="forward")
+        out = np.asarray(values[o])
+        up = case.upstreams.get(o)
+        if up is not None:
+            if up.shape != out.shape:
+                raise case.error(
+                    f"upstream gradient has shape {up.shape} but output `{o}` has shape {out.shape}",
+                    key="upstream",
+                )
+            douts[f"d{o}"] = be.asarray(up)
+        else:
+            douts[f"d{o}"] = be.ones_like(out)
+    return douts
+
+
+def run_forward(case: Case, point: Mapping[str, np.ndarray], dtype: str = "float64") -> dict[str, Any]:
+    be = NumpyBackend(dtype)
+    return case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)
 
 
 def run_programs(case: Case, point: Mapping[str, np.ndarray], dtype: str = "float64") -> dict[str, Any]:
-    """Every value the forward and backward programs compute, as the notebook's cells print them."""
+    """Every value the forward and backward compute, as the notebook's cells print them."""
     be = NumpyBackend(dtype)
-    env = {k: be.asarray(v) for k, v in point.items()}
-    values = case.forward.run(env, be)
-    out = np.asarray(values[case.output])
+    values = case.forward.run({k: be.asarray(v) for k, v in point.items()}, be)
     if case.backward is None:
         return values
-    if case.upstream is not None:
-        if case.upstream.shape != out.shape:
-            raise case.error(
-                f"upstream gradient has shape {case.upstream.shape} but output `{case.output}` has shape {out.shape}",
-                key="upstream",
-            )
-        dout = be.asarray(case.upstream)
-    else:
-        dout = be.ones_like(out)
-    return case.backward.run({**values, f"d{case.output}": dout}, be)
+    return case.backward.run({**values, **upstream_gradients(case, values, be)}, be)
 
 
 def higher_precision(dtype: str) -> str | None:
@@ -50,9 +64,7 @@ def manual_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) ->
     start = time.perf_counter()
     grads = _gradients(case, point, dtype)
     hi = higher_precision(dtype)
-    # A backward that declares the dtypes it can run in (a Python callable: torch has no long
-    # double) gets no reference beyond them, rather than a rerun in the same precision.
-    if hi is not None and hi not in getattr(case.backward, "dtypes", (hi,)):
+    if hi == "longdouble" and not case.backward.longdouble:
         hi = None
     reference = _gradients(case, point, hi) if hi else None
     return Gradients(
@@ -60,7 +72,7 @@ def manual_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) ->
         grads,
         dtype,
         "cpu",
-        method="backward program",
+        method=case.backward.label,
         seconds=time.perf_counter() - start,
         reference=reference,
         reference_dtype=hi or "",
@@ -68,13 +80,21 @@ def manual_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) ->
 
 
 def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    assert case.backward is not None
+    backward = case.backward
+    assert backward is not None
     values = run_programs(case, point, dtype)
     grads: dict[str, np.ndarray] = {}
     for name, x in point.items():
         g = np.asarray(values[f"d{name}"])
         if g.shape != x.shape:
-            line = max((s.line for s in case.backward.statements if s.target == f"d{name}"), default=None)
+            if backward.call is not None or backward.program is None:
+                raise case.error(
+                    f"backward `{backward.label}` returned d{name} of shape {g.shape}"
+                    f" but input `{name}` has shape {x.shape}",
+                    line=backward.call.line if backward.call else None,
+                    key="backward",
+                )
+            line = max((s.line for s in backward.statements if s.target == f"d{name}"), default=None)
             raise case.error(
                 f"shape mismatch: `d{name}` has shape {g.shape} but input `{name}` has shape {x.shape}",
                 line=line,

@@ -66,21 +66,27 @@ class _Objective:
         self.case = case
         self.be = TorchBackend(dtype, device)
         self.base = {k: self.be.asarray(v) for k, v in point.items()}
-        self.upstream = None if case.upstream is None else self.be.asarray(case.upstream)
+        # one upstream per output (None: ones); phi sums upstream * output over all of them
+        self.upstreams = {o: None if u is None else self.be.asarray(u) for o, u in case.upstreams.items()}
+
+    def _terms(self, values: Mapping[str, object]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        return [(self.be._t(values[o]), up) for o, up in self.upstreams.items()]
 
     def __call__(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out = self.be._t(self.case.forward.run(inputs, self.be)[self.case.output])
-        if self.upstream is not None:
-            return torch.sum(self.upstream * out)
-        return torch.sum(out)
+        values = self.case.forward.run(inputs, self.be)
+        terms = [torch.sum(out if up is None else up * out) for out, up in self._terms(values)]
+        phi = terms[0]
+        for t in terms[1:]:
+            phi = phi + t
+        return phi
 
     def magnitude(self) -> tuple[float, int]:
         """sum |upstream * output| (the scale of rounding in phi) and bytes one evaluation holds."""
         values = self.case.forward.run(self.base, self.be)
-        out = self.be._t(values[self.case.output])
-        up = self.upstream if self.upstream is not None else torch.ones_like(out)
+        terms = self._terms(values)
+        scale = sum(float(torch.sum(torch.abs(out if up is None else up * out)).real) for out, up in terms)
         held = sum(v.numel() * v.element_size() for v in values.values() if isinstance(v, torch.Tensor))
-        return float(torch.sum(torch.abs(up * out)).real), int(held)
+        return scale, int(held)
 
     def batched(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         base = self.base
@@ -88,6 +94,9 @@ class _Objective:
         def one(delta: torch.Tensor) -> torch.Tensor:
             return self({**base, name: base[name] + delta})
 
+        if not self.case.forward.vmap:
+            # a callable (numpy code, a custom Function) may not run under vmap: one at a time
+            return lambda deltas: torch.stack([one(d) for d in deltas])
         return vmap(one)
 
 

@@ -1,0 +1,1 @@
+"""A tiny package of user layers that examples/cases/ checks with gradcheck-suite."""

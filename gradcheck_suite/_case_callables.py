@@ -1,0 +1,403 @@
+"""The forward, backward and reference of a case: a program, or a Python callable.
+
+A case file may name a callable as ``"package.module:function"`` (or ``package.module:Class``)
+instead of writing a program. Importing it is the only way a case file runs Python code.
+
+Calling protocol (README, "Checking your own code"):
+
+* ``args`` lists the input and constant names passed positionally, default: every input, then
+  every constant, in file order. ``kwargs`` are literal keyword arguments (``stride = 1``).
+* forward ``returns = "output"`` (default): the callable returns the output, or a tuple/list
+  of outputs in the order of ``output``, or a dict keyed by output name.
+* forward ``returns = "cache"`` (cs231n): it returns ``out, cache`` (``out1, out2, ..., cache``
+  with several outputs); the backward is then called as ``backward(dout, cache)``
+  (``backward(dout1, dout2, ..., cache)``).
+* a plain backward (no cache) is called as ``backward(dout..., *forward args)``, or with its own
+  ``args`` (names of inputs, constants, outputs and ``d<output>``).
+* a backward returns the gradients of the case's inputs in ``[inputs]`` order (a single array
+  for one input), or a dict keyed by ``d<input>`` or ``<input>``.
+* a ``torch.autograd.Function`` subclass as the forward is called through ``.apply``; its own
+  backward is the manual source, so the case has no ``[backward]``.
+* ``array = "numpy"`` (default) or ``"torch"`` says which arrays the callable takes. A torch
+  forward that is not an ``autograd.Function`` is differentiated by autograd directly; for
+  the others autograd differentiates the case's ``[reference]`` (a torch callable or a
+  program), and a case without one is checked two ways.
+
+Callables cannot run inside ``torch.func.vmap`` in general (numpy code, ``.item()``, custom
+Functions without a vmap rule), so the numeric source evaluates them one perturbation at a
+time, in float64, and always with finite differences (numpy code would silently drop the
+imaginary part the complex step needs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backends import Backend, NumpyBackend, TorchBackend
+from ._errors import CaseError
+from ._program import Program, Statement
+
+__all__ = [
+    "Backward",
+    "CallTarget",
+    "Forward",
+    "bind_constants",
+    "import_target",
+    "is_autograd_function",
+]
+
+# A constant is an integer (static: shapes, slices), a float, an integer or float array, or a
+# dict of parameters for callables (cs231n's conv_param).
+Constant = Any
+
+
+def import_target(target: str) -> Any:
+    """``package.module:qualname`` -> the object; raises ImportError/AttributeError/ValueError."""
+    module_name, sep, qualname = target.partition(":")
+    if not sep:  # "torch.nn.functional.conv2d": the last dotted part is the function
+        module_name, _, qualname = target.rpartition(".")
+    if not module_name or not qualname:
+        raise ValueError("expected \"package.module:function\"")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def is_autograd_function(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+
+
+def bind_constants(constants: Mapping[str, Constant], backend: Backend) -> dict[str, Any]:
+    """The constants as ``backend``'s values: floats in its dtype, integer arrays as indices."""
+    out: dict[str, Any] = {}
+    for name, value in constants.items():
+        if isinstance(value, (int, dict)):  # static integers and parameter dicts pass as they are
+            out[name] = value
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+            out[name] = backend.asindex(value)
+        else:
+            out[name] = backend.asarray(value)
+    return out
+
+
+def _is_float_dtype(dtype: Any) -> bool:
+    return bool(np.issubdtype(np.dtype(dtype), np.floating))
+
+
+def _to_library(value: Any, array: str) -> Any:
+    """A value as the callable's library wants it (numpy or torch); others pass unchanged."""
+    if array == "numpy":
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy()
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.longdouble:  # torch has no long double: such runs are skipped
+            raise TypeError("a torch callable cannot run in long double")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return value
+
+
+def _from_library(value: Any, backend: Backend) -> Any:
+    """A callable's result as ``backend``'s array, keeping the autograd graph of torch results."""
+    if isinstance(backend, TorchBackend):
+        if isinstance(value, torch.Tensor):
+            return value
+        return backend.asarray(value)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return backend.asarray(value)
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """A callable named by a case file, with how to call it."""
+
+    target: str  # as written: "package.module:function"
+    fn: Any
+    args: tuple[str, ...]
+    kwargs: Mapping[str, Any]
+    array: str  # "numpy" or "torch"
+    returns: str = "output"  # "output" or "cache" (forward only)
+    role: str = "forward"  # forward, backward or reference: names it in errors
+    case: str = ""
+    file: Path | None = None
+    line: int | None = None
+
+    @property
+    def is_function(self) -> bool:
+        return is_autograd_function(self.fn)
+
+    def error(self, message: str) -> CaseError:
+        return CaseError(
+            f"{self.role} callable `{self.target}`: {message}",
+            file=self.file,
+            line=self.line,
+            key=self.role,
+            case=self.case,
+        )
+
+    def invoke(self, args: Sequence[Any]) -> Any:
+        fn = self.fn.apply if self.is_function else self.fn
+        try:
+            if self.is_function:
+                # autograd.Function.apply takes no keywords: literal kwargs follow positionally
+                return fn(*args, *self.kwargs.values())
+            return fn(*args, **self.kwargs)
+        except CaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: report it against the case
+            raise self.error(f"raised {type(exc).__name__}: {exc}") from exc
+
+
+def _split(result: Any, names: Sequence[str], call: CallTarget, what: str) -> dict[str, Any]:
+    """A callable's result (one value, a tuple/list, or a dict) as ``{name: value}``."""
+    if isinstance(result, Mapping):
+        found = {}
+        for n in names:
+            for k in (n, n[1:] if n.startswith("d") else n):
+                if k in result:
+                    found[n] = result[k]
+                    break
+            else:
+                raise call.error(f"returned a dict without `{n}` (keys: {', '.join(map(str, result))})")
+        return found
+    if len(names) == 1 and not isinstance(result, (tuple, list)):
+        return {names[0]: result}
+    if not isinstance(result, (tuple, list)):
+        raise call.error(f"returned one {type(result).__name__}, expected {len(names)} {what} ({', '.join(names)})")
+    if len(result) != len(names):
+        raise call.error(f"returned {len(result)} {what}, expected {len(names)} ({', '.join(names)})")
+    return dict(zip(names, result, strict=True))
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A case's forward pass (or a torch reference), with the case's constants bound.
+
+    ``run`` has :meth:`Program.run`'s signature, so every source calls a program and a
+    callable the same way; the constants join the environment there.
+    """
+
+    program: Program | None
+    call: CallTarget | None
+    outputs: tuple[str, ...]
+    constants: Mapping[str, Constant] = field(default_factory=dict)
+
+    @property
+    def statements(self) -> tuple[Statement, ...]:
+        return self.program.statements if self.program else ()
+
+    @property
+    def assigned(self) -> list[str]:
+        if self.program:
+            return self.program.assigned
+        cache = ["cache"] if self.call and self.call.returns == "cache" else []
+        return [*self.outputs, *cache]
+
+    @property
+    def analytic(self) -> bool:
+        # A callable may be anything, kinks included: finite differences with kink detection.
+        return self.program.analytic if self.program else False
+
+    @property
+    def functions(self) -> frozenset[str]:
+        return self.program.functions if self.program else frozenset()
+
+    @property
+    def vmap(self) -> bool:
+        """Whether ``run`` works inside ``torch.func.vmap`` (programs do; callables may not)."""
+        return self.program is not None
+
+    @property
+    def torch_differentiable(self) -> bool:
+        """Autograd through it is independent of the manual source."""
+        if self.program is not None:
+            return True
+        assert self.call is not None
+        return self.call.array == "torch" and not self.call.is_function
+
+    @property
+    def label(self) -> str:
+        return "program" if self.call is None else self.call.target
+
+    def with_constants(self, constants: Mapping[str, Constant]) -> Forward:
+        return replace(self, constants=constants)
+
+    def run(
+        self, env: Mapping[str, Any], backend: Backend, trace: list[tuple[Statement, Any]] | None = None
+    ) -> dict[str, Any]:
+        values = {**bind_constants(self.constants, backend), **env}
+        if self.program is not None:
+            return self.program.run(values, backend, trace)
+        call = self.call
+        assert call is not None
+        try:
+            args = [_to_library(values[n], call.array) for n in call.args]
+        except TypeError as exc:
+            raise call.error(str(exc)) from None
+        result = call.invoke(args)
+        names = list(self.outputs)
+        if call.returns == "cache":
+            names.append("cache")
+        parts = _split(result, names, call, "values" if call.returns == "output" else "values (outputs, cache)")
+        for o in self.outputs:
+            parts[o] = _from_library(parts[o], backend)
+        values.update(parts)
+        return values
+
+
+@dataclass(frozen=True)
+class Backward:
+    """A case's hand-written backward: a program, a callable, or an autograd.Function's own."""
+
+    program: Program | None
+    call: CallTarget | None
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    forward: Forward
+    constants: Mapping[str, Constant] = field(default_factory=dict)
+
+    @property
+    def statements(self) -> tuple[Statement, ...]:
+        return self.program.statements if self.program else ()
+
+    @property
+    def assigned(self) -> list[str]:
+        return self.program.assigned if self.program else [f"d{n}" for n in self.inputs]
+
+    @property
+    def longdouble(self) -> bool:
+        """Whether the manual source can rerun it in long double to measure its rounding.
+
+        Only programs: torch has no long double, and numpy code often allocates float64 buffers
+        that would make the rerun measure nothing."""
+        return self.program is not None
+
+    @property
+    def label(self) -> str:
+        if self.program is not None:
+            return "backward program"
+        if self.call is not None:
+            return self.call.target
+        assert self.forward.call is not None
+        return f"{self.forward.call.target}.backward"
+
+    def with_constants(self, constants: Mapping[str, Constant], forward: Forward) -> Backward:
+        return replace(self, constants=constants, forward=forward)
+
+    def run(
+        self, values: Mapping[str, Any], backend: Backend, trace: list[tuple[Statement, Any]] | None = None
+    ) -> dict[str, Any]:
+        """``values``: the forward's values and ``d<output>``; returns them with ``d<input>``."""
+        env = {**bind_constants(self.constants, backend), **values}
+        if self.program is not None:
+            return self.program.run(env, backend, trace)
+        if self.call is None:
+            grads = self._autograd_function(env, backend)
+        else:
+            call = self.call
+            douts = [f"d{o}" for o in self.outputs]
+            if self.forward.call is not None and self.forward.call.returns == "cache":
+                names = [*douts, "cache"]
+            elif call.args:
+                names = list(call.args)
+            else:
+                fwd_args = self.forward.call.args if self.forward.call else (*self.inputs, *self.constants)
+                names = [*douts, *fwd_args]
+            try:
+                args = [_to_library(env[n], call.array) for n in names]
+            except TypeError as exc:
+                raise call.error(str(exc)) from None
+            result = call.invoke(args)
+            grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
+        return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
+
+    def _autograd_function(self, env: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
+        """The Function's own backward: torch.autograd.grad through ``Function.apply``."""
+        call = self.forward.call
+        assert call is not None
+        if not isinstance(backend, NumpyBackend) or not _is_float_dtype(backend.dtype):
+            raise call.error("an autograd.Function's backward runs on float32 or float64 only")
+        if backend.dtype == np.longdouble:
+            raise call.error("an autograd.Function cannot run in long double")
+        tdtype = torch.float32 if backend.dtype == np.float32 else torch.float64
+        leaves = {n: torch.tensor(np.asarray(env[n]), dtype=tdtype, requires_grad=True) for n in self.inputs}
+        args = [leaves[n] if n in leaves else _to_library(env[n], "torch") for n in call.args]
+        result = call.invoke(args)
+        outs = _split(result, list(self.outputs), call, "outputs")
+        pairs = [
+            (outs[o], torch.as_tensor(np.asarray(env[f"d{o}"]), dtype=tdtype))
+            for o in self.outputs
+            if isinstance(outs[o], torch.Tensor) and outs[o].requires_grad
+        ]
+        if not pairs:
+            raise call.error("no output depends on an input through the Function")
+        try:
+            grads = torch.autograd.grad(
+                [p[0] for p in pairs], list(leaves.values()), [p[1] for p in pairs], allow_unused=True
+            )
+        except Exception as exc:  # noqa: BLE001 - the user's backward
+            raise call.error(f"backward raised {type(exc).__name__}: {exc}") from exc
+        return {
+            f"d{n}": (g if g is not None else torch.zeros_like(leaves[n])).detach().numpy()
+            for n, g in zip(leaves, grads, strict=True)
+        }
+
+
+def make_call(
+    spec: Mapping[str, Any],
+    *,
+    role: str,
+    default_args: Sequence[str],
+    names: Sequence[str],
+    case: str,
+    file: Path,
+    line: int | None,
+    err: Callable[[str, str | None], CaseError],
+) -> CallTarget:
+    """Validate a `callable = ...` section and import its target."""
+    target = spec["callable"]
+    if not isinstance(target, str):
+        raise err("`callable` must be a string \"package.module:function\"", "callable")
+    try:
+        fn = import_target(target)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the case's error
+        hint = " (is the folder holding the package on PYTHONPATH?)" if isinstance(exc, ModuleNotFoundError) else ""
+        raise err(f"cannot import {role} callable `{target}`: {type(exc).__name__}: {exc}{hint}", "callable") from None
+    if not callable(fn):
+        raise err(f"{role} callable `{target}` is a {type(fn).__name__}, not a function or class", "callable")
+    args = spec.get("args", list(default_args))
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise err("`args` must be a list of names", "args")
+    unknown = [a for a in args if a not in names]
+    if unknown:
+        raise err(f"`args` names `{unknown[0]}`, which is not one of: {', '.join(names)}", "args")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise err("`kwargs` must be a table of literal keyword arguments", "kwargs")
+    array = spec.get("array", "torch" if is_autograd_function(fn) or target.startswith("torch.") else "numpy")
+    if array not in ("numpy", "torch"):
+        raise err("`array` must be \"numpy\" or \"torch\"", "array")
+    returns = spec.get("returns", "output")
+    if returns not in ("output", "cache"):
+        raise err("`returns` must be \"output\" or \"cache\"", "returns")
+    return CallTarget(
+        target=target,
+        fn=fn,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        array=array,
+        returns=returns,
+        role=role,
+        case=case,
+        file=file,
+        line=line,
+    )
