@@ -14,10 +14,20 @@ import torch
 from ._case import Case, load_cases
 from ._compare import InputResult, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._progress import progress_bar
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_programs
-from ._sources.numeric import DEFAULT_MAX_MEMORY, NumericSettings, numeric_gradients
+from ._sources.numeric import (
+    DEFAULT_DIRECTIONS,
+    DEFAULT_ELEMENTS,
+    DEFAULT_MAX_MEMORY,
+    NumericSettings,
+    Progress,
+    numeric_gradients,
+    numeric_gradients_at,
+    resolve_mode,
+)
 
 __all__ = ["RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select"]
 
@@ -31,6 +41,9 @@ class RunOptions:
     numeric: str = "auto"
     samples: int | None = None
     max_memory: int = DEFAULT_MAX_MEMORY
+    mode: str = "auto"
+    elements: int = DEFAULT_ELEMENTS
+    directions: int = DEFAULT_DIRECTIONS
 
 
 @dataclass
@@ -53,6 +66,7 @@ class CaseResult:
     expect_failures: list[str] = field(default_factory=list)
     samples: SampleSummary | None = None
     seconds: float = 0.0
+    mode: str = "full"  # the numeric check that ran: full, sample or projection
 
     @property
     def reason(self) -> str:
@@ -114,8 +128,23 @@ def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarr
     return {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in point.items()}
 
 
+def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None = None) -> NumericSettings:
+    mode = resolve_mode(options.mode, {k: int(np.asarray(v).size) for k, v in case.inputs.items()})
+    seed = case.sweep.seed if case.sweep else 0
+    return NumericSettings(
+        options.numeric,
+        options.device,
+        options.max_memory,
+        mode=mode,
+        elements=options.elements,
+        directions=options.directions,
+        seed=seed,
+        progress=progress,
+    )
+
+
 def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions
+    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients | None = None
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     forward = run_programs_forward(case, point)
     if not np.all(np.isfinite(forward)):
@@ -124,7 +153,7 @@ def _check_point(
     if case.backward is not None:
         results.append(manual_gradients(case, point, options.dtype))
     results.append(autograd_gradients(case, point, options.dtype, options.device))
-    results.append(numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory)))
+    results.append(numeric if numeric is not None else numeric_gradients(case, point, _numeric_settings(case, options)))
     scale = gradient_scale(results)
     inputs = [judge_input(name, results, options.dtype, scale) for name in point]
     return inputs, {r.source: r for r in results}
@@ -177,7 +206,7 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
     return points
 
 
-def check_case(case: Case, options: RunOptions) -> CaseResult:
+def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
     # The case's own point comes first, so a sweep that passes shows the point the file names.
@@ -186,8 +215,11 @@ def check_case(case: Case, options: RunOptions) -> CaseResult:
         points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
+    settings = _numeric_settings(case, options, progress)
+    # every point's perturbations go through the forward program together, chunked by memory
+    numerics = numeric_gradients_at(case, points, settings)
     for k, point in enumerate(points):
-        inputs, sources = _check_point(case, point, options)
+        inputs, sources = _check_point(case, point, options, numerics[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)
@@ -215,6 +247,7 @@ def check_case(case: Case, options: RunOptions) -> CaseResult:
         expect_failures=expect_failures,
         samples=SampleSummary(len(points), counts, worst) if n else None,
         seconds=time.perf_counter() - start,
+        mode=settings.mode,
     )
 
 
@@ -237,8 +270,11 @@ def check_expectations(case: Case) -> list[str]:
     return failures
 
 
-def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> Report:
-    """Load every case under ``paths``, check those matching ``pattern``, report them all."""
+def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
+    """Load every case under ``paths``, check those matching ``pattern``, report them all.
+
+    ``progress``: a bar on stderr for a run that lasts (None: only when stderr is a terminal).
+    """
     start = time.perf_counter()
     ensure_device(options.device)
     results: list[CaseResult] = []
@@ -247,14 +283,17 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> R
         loaded = select(load_cases(paths), pattern)
     except CaseError as exc:
         loaded = [exc]
+    bar = progress_bar(len(loaded), progress)
     for item in loaded:
+        bar.next_case(item)
         if isinstance(item, CaseError):
             errors.append(item)
             continue
         try:
-            results.append(check_case(item, options))
+            results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
         except CaseError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
             errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
+    bar.close()
     return Report(results, errors, options, time.perf_counter() - start)
