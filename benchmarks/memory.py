@@ -12,7 +12,7 @@ import statistics
 
 from _common import BENCH_CASES, child, fmt, machine
 
-RUNS = 3
+RUNS = 3  # per budget
 CASE = str(BENCH_CASES / "memory.toml")
 
 FLOOR = f"""
@@ -45,7 +45,7 @@ def main() -> None:
     print(machine())
     floor = child(FLOOR)["max_rss_mib"]
     print(f"floor (imports + case loaded, nothing run): {floor:.0f} MiB")
-    for budget, label in ((1 << 30, "default 1 GiB"), (256 << 20, "256 MiB")):
+    for budget, label in ((1 << 30, "default 1 GiB"), (32 << 20, "32 MiB"), (8 << 20, "8 MiB")):
         runs = [child(RUN.replace("BUDGET", str(budget))) for _ in range(RUNS)]
         rss = [r["max_rss_mib"] for r in runs]
         times = [r["seconds"] for r in runs]

@@ -199,10 +199,12 @@ def test_chunking_gives_identical_results_for_tiny_and_large_budgets(name: str, 
     tiny = numeric_gradients(case, case.inputs, NumericSettings(mode=mode, elements=7, max_memory=1))
     large = numeric_gradients(case, case.inputs, NumericSettings(mode=mode, elements=7, max_memory=1 << 30))
     assert "chunks of at most 1\n" in tiny.notes[-1] + "\n"
+    assert tiny.error is not None and large.error is not None
     for k in case.inputs:
         np.testing.assert_array_equal(tiny.values[k], large.values[k])
         np.testing.assert_array_equal(tiny.error[k], large.error[k])
     if mode == "projection":
+        assert tiny.projections is not None and large.projections is not None
         for k in case.inputs:
             np.testing.assert_array_equal(tiny.projections[k].values, large.projections[k].values)
 
@@ -213,6 +215,7 @@ def test_chunking_agrees_within_the_estimate_for_differences_with_kink_detection
     # error estimate the differences carry for exactly that rounding.
     tiny = numeric_gradients(relu, relu.inputs, NumericSettings(max_memory=1))
     large = numeric_gradients(relu, relu.inputs, NumericSettings())
+    assert large.error is not None and tiny.kinks is not None and large.kinks is not None
     for k in relu.inputs:
         assert np.all(np.abs(tiny.values[k] - large.values[k]) <= large.error[k])
         np.testing.assert_array_equal(tiny.kinks[k], large.kinks[k])

@@ -274,6 +274,8 @@ class _Runner:
             for dst, v in zip(out, vals, strict=False):  # phi alone fills only the first
                 v = v.detach().cpu()
                 dst[start:stop] = v.numpy() if dst.dtype == np.complex128 else v.real.numpy()
+            # drop this chunk's copies before the next chunk allocates its own
+            del x, rest, vals
             self._tick(stop - start)
         return out[0], out[1], out[2]
 
