@@ -16,16 +16,24 @@ Two rules, one per kind of pair:
 
 An element is inconclusive when the numeric estimate cannot decide (``E`` larger than
 ``UNDECIDED`` of the scale, a non-finite value) or when its perturbation crossed a kink.
+
+A sample check (``Gradients.checked``) judges numeric pairs on the sampled elements only. A
+projection check has no numeric element at all: ``judge_projection`` applies the same rule to
+directional derivatives, ``<g, w>`` against the numeric derivative along ``w``: they agree
+when they differ by at most ``SAFETY * E`` plus the analytic side's rounding, which for a
+projection is the per-element rounding bound weighted by ``|w|`` plus the rounding of the
+sum itself (the products ``g * w`` are exact: ``w`` is a signed power of two per element).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
 
-from ._sources import SOURCES, Gradients
+from ._sources import SOURCES, Gradients, Projection
 
 __all__ = [
     "ROUNDING",
@@ -34,6 +42,8 @@ __all__ = [
     "PairDiff",
     "InputResult",
     "judge_input",
+    "judge_projection",
+    "project",
     "gradient_scale",
     "attribute",
 ]
@@ -48,6 +58,9 @@ SAFETY = 4.0
 # rerun's own (much smaller) rounding and the other operand of the pair.
 MEASURED = 2.0
 UNDECIDED = 0.1
+
+
+EPS64 = float(np.finfo(np.float64).eps)
 
 
 def _eps(dtype: str) -> float:
@@ -65,6 +78,7 @@ class PairDiff:
     disagree: int  # how many elements disagree
     undecided: int  # elements the rule could not decide
     rule: str
+    compared: int = 0  # elements (or, for a projection, directions) the pair compared
 
     @property
     def name(self) -> str:
@@ -90,6 +104,9 @@ class InputResult:
     kinks: list[tuple[int, ...]] = field(default_factory=list)
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # pair name -> disagreeing elements
     precision: dict[str, float] = field(default_factory=dict)  # source -> measured max rel rounding
+    # projection checks: source -> its value along each direction, and the numeric estimate
+    projections: dict[str, np.ndarray] = field(default_factory=dict)
+    projection_error: np.ndarray | None = None
 
     @property
     def max_rel(self) -> float:
@@ -104,7 +121,8 @@ class InputResult:
 
 def gradient_scale(results: list[Gradients]) -> float:
     """The case's gradient scale S: largest finite element of the reference source, any input."""
-    ref = next((r for r in results if r.source == "numeric"), None) or next(
+    # A sample or projection leaves numeric elements out: autograd then has them all.
+    ref = next((r for r in results if r.source == "numeric" and r.mode == "full"), None) or next(
         (r for r in results if r.source == "autograd"), results[0]
     )
     biggest = 0.0
@@ -128,11 +146,17 @@ def attribute(disagreeing: set[frozenset[str]], present: list[str]) -> str | Non
 
 
 def judge_input(name: str, results: list[Gradients], dtype: str, scale: float) -> InputResult:
+    numeric = next((r for r in results if r.source == "numeric"), None)
+    projection = numeric.projections.get(name) if numeric is not None and numeric.projections else None
+    if projection is not None:
+        # the element-wise rules judge manual against autograd; the directions judge numeric
+        results = [r for r in results if r is not numeric]
     by = {r.source: r for r in results}
     present = [s for s in SOURCES if s in by]
     grads = {s: by[s].values[name] for s in present}
     shape = next(iter(grads.values())).shape
     numeric = by.get("numeric")
+    checked = numeric.checked.get(name) if numeric is not None and numeric.checked else None
     err = numeric.error[name] if numeric is not None and numeric.error is not None else None
     kink = numeric.kinks[name] if numeric is not None and numeric.kinks is not None else np.zeros(shape, bool)
 
@@ -184,8 +208,14 @@ def judge_input(name: str, results: list[Gradients], dtype: str, scale: float) -
                 )
                 rules.append(f"{s} rounding bound {ROUNDING:g} eps({r.dtype}) (|g| + S){measured}")
         undecided = kink.copy()
+        compared = int(np.prod(shape))
         if "numeric" in (a, b):
             undecided |= undecided_num
+            if checked is not None:  # a sample: the elements numeric left out are not compared
+                diff = np.where(checked, diff, 0.0)
+                rel = np.where(checked, rel, 0.0)
+                undecided &= checked
+                compared = int(checked.sum())
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(diff == 0, 0.0, diff / np.where(tol > 0, tol, np.finfo(float).tiny))
         ratio_decided = np.where(undecided, 0.0, ratio)
@@ -202,11 +232,40 @@ def judge_input(name: str, results: list[Gradients], dtype: str, scale: float) -
                 disagree=int(bad.sum()),
                 undecided=int(undecided.sum()),
                 rule=" + ".join(rules),
+                compared=compared,
             )
         )
         masks[f"{a}-{b}"] = bad
 
     kinks = [tuple(int(i) for i in ix) for ix in np.argwhere(kink)]
+    values: dict[str, np.ndarray] = {}
+    kinked: list[int] = []
+    if projection is not None:
+        analytic = {s: by[s] for s in present}
+        values = {s: project(grads[s], projection.directions) for s in present}
+        values["numeric"] = projection.values
+        pairs += judge_projection(name, analytic, projection, rounding, values)
+        present = [s for s in SOURCES if s in by or s == "numeric"]
+        kinked = [int(k) for k in np.flatnonzero(projection.kinks)]
+    result = _conclude(name, shape, grads, err, pairs, present, kinks, masks, precision, kinked)
+    if projection is not None:
+        result.projections = values
+        result.projection_error = projection.error
+    return result
+
+
+def _conclude(
+    name: str,
+    shape: tuple[int, ...],
+    grads: dict[str, np.ndarray],
+    err: np.ndarray | None,
+    pairs: list[PairDiff],
+    present: list[str],
+    kinks: list[tuple[int, ...]],
+    masks: dict[str, np.ndarray],
+    precision: dict[str, float],
+    kinked_directions: list[int],
+) -> InputResult:
     disagreeing = {frozenset({p.a, p.b}) for p in pairs if p.disagree}
     if disagreeing:
         odd = attribute(disagreeing, present)
@@ -222,9 +281,83 @@ def judge_input(name: str, results: list[Gradients], dtype: str, scale: float) -
         more = f" and {len(kinks) - 5} more" if len(kinks) > 5 else ""
         reason = f"kink: the perturbation crosses a point with no derivative at element(s) {where}{more}"
         return InputResult(name, shape, grads, err, pairs, "inconclusive", None, reason, kinks, masks, precision)
-    decided = [p for p in pairs if p.undecided < int(np.prod(shape))]
+    if kinked_directions:
+        where = ", ".join(str(k) for k in kinked_directions)
+        reason = f"kink: the perturbation along direction(s) {where} crosses a point with no derivative"
+        return InputResult(name, shape, grads, err, pairs, "inconclusive", None, reason, kinks, masks, precision)
+    decided = [p for p in pairs if p.undecided < p.compared]
     if not decided:
         reason = "the numeric error estimate is too large to decide"
         return InputResult(name, shape, grads, err, pairs, "inconclusive", None, reason, kinks, masks, precision)
     reason = "all sources agree" if len(present) == 3 else " and ".join(present) + " agree"
     return InputResult(name, shape, grads, err, pairs, "pass", None, reason, kinks, masks, precision)
+
+
+def project(g: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """<g, w> for each direction w, summed in long double (exact products, see judge_projection)."""
+    flat = g.reshape(-1)
+    return np.array([float(np.sum((flat * w.reshape(-1)).astype(np.longdouble))) for w in directions], dtype=np.float64)
+
+
+def _sum_rounding(n: int) -> float:
+    """Relative bound on the rounding of project's sum of n terms (of their absolute sum).
+
+    numpy sums pairwise in blocks of at most 128 terms, eight accumulators each, so no term
+    passes through more than 16 + 3 + log2(n / 128) additions; 128 + log2(n) is far above
+    that; the final conversion to float64 adds one rounding of the result."""
+    acc = float(np.finfo(np.longdouble).eps)
+    return (128 + math.ceil(math.log2(max(n, 2)))) * acc
+
+
+def judge_projection(
+    name: str,
+    analytic: dict[str, Gradients],
+    projection: Projection,
+    rounding: dict[str, np.ndarray],
+    values: dict[str, np.ndarray],
+) -> list[PairDiff]:
+    """Each analytic source's projections against the numeric directional derivatives.
+
+    ``rounding`` is judge_input's per-element rounding bound of each analytic source; it
+    propagates into a projection weighted by ``|w|``.
+    """
+    num = projection.values
+    err = projection.error
+    K = len(num)
+    absw = np.abs(projection.directions.reshape(K, -1))
+    n = absw.shape[1]
+    pairs = []
+    for s, r in analytic.items():
+        g = np.nan_to_num(r.values[name].reshape(-1), posinf=0.0, neginf=0.0)
+        mine = values[s]
+        bound = absw @ rounding[s].reshape(-1) + _sum_rounding(n) * (absw @ np.abs(g)) + EPS64 * np.abs(mine)
+        tol = SAFETY * np.where(np.isfinite(err), err, 0.0) + bound
+        diff = np.abs(mine - num)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        # the same test as an element's, scaled: an estimate above UNDECIDED of the size a
+        # projection of gradient-scale elements reaches (|w|_2 S for random signs) decides nothing
+        size = np.abs(num) + np.sqrt(np.sum(absw**2, axis=1)) * float(np.max(np.abs(g), initial=0.0))
+        undecided = ~np.isfinite(num) | ~np.isfinite(err) | (err > UNDECIDED * size) | projection.kinks
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(diff == 0, 0.0, diff / np.where(tol > 0, tol, np.finfo(float).tiny))
+            rel = np.where(diff == 0, 0.0, diff / np.maximum(np.abs(mine), np.abs(num)))
+        ratio = np.where(undecided, 0.0, ratio)
+        worst = int(np.argmax(ratio)) if K else 0
+        pairs.append(
+            PairDiff(
+                a=s,
+                b="numeric",
+                max_abs=float(np.max(diff, initial=0.0)),
+                max_rel=float(np.max(rel, initial=0.0)),
+                worst=(worst,),
+                ratio=float(ratio[worst]) if K else 0.0,
+                disagree=int((ratio > 1.0).sum()),
+                undecided=int(undecided.sum()),
+                rule=(
+                    f"directional derivatives along {K} random directions: {SAFETY:g} x numeric error estimate"
+                    f" + {s} rounding bound weighted by |w| + rounding of the projection's sum"
+                ),
+                compared=K,
+            )
+        )
+    return pairs

@@ -14,10 +14,20 @@ import torch
 from ._case import Case, load_cases
 from ._compare import InputResult, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._progress import progress_bar
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_forward, run_programs
-from ._sources.numeric import DEFAULT_MAX_MEMORY, NumericSettings, numeric_gradients
+from ._sources.numeric import (
+    DEFAULT_DIRECTIONS,
+    DEFAULT_ELEMENTS,
+    DEFAULT_MAX_MEMORY,
+    NumericSettings,
+    Progress,
+    numeric_gradients,
+    numeric_gradients_at,
+    resolve_mode,
+)
 
 __all__ = [
     "RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select",
@@ -34,6 +44,9 @@ class RunOptions:
     numeric: str = "auto"
     samples: int | None = None
     max_memory: int = DEFAULT_MAX_MEMORY
+    mode: str = "auto"
+    elements: int = DEFAULT_ELEMENTS
+    directions: int = DEFAULT_DIRECTIONS
 
 
 @dataclass
@@ -56,6 +69,7 @@ class CaseResult:
     expect_failures: list[str] = field(default_factory=list)
     samples: SampleSummary | None = None
     seconds: float = 0.0
+    mode: str = "full"  # the numeric check that ran: full, sample or projection
 
     @property
     def reason(self) -> str:
@@ -125,24 +139,49 @@ def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarr
     return {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in point.items()}
 
 
-def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions
-) -> tuple[list[InputResult], dict[str, Gradients]]:
+def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None = None) -> NumericSettings:
+    mode = resolve_mode(options.mode, {k: int(np.asarray(v).size) for k, v in case.inputs.items()})
+    seed = case.sweep.seed if case.sweep else 0
+    return NumericSettings(
+        options.numeric,
+        options.device,
+        options.max_memory,
+        mode=mode,
+        elements=options.elements,
+        directions=options.directions,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def _check_forward(case: Case, point: Mapping[str, np.ndarray]) -> None:
+    """Every output exists, is finite at ``point`` and has its upstream's shape: a located
+    CaseError here beats a shape error from deep inside a source."""
     with np.errstate(all="ignore"):  # a NaN here becomes a CaseError, not a warning
         values = run_forward(case, point)
     for o in case.outputs:
         if o not in values:
             raise case.error(f"the forward produced no output `{o}`", key="forward")
-        if not np.all(np.isfinite(np.asarray(values[o], dtype=np.float64))):
+        out = np.asarray(values[o], dtype=np.float64)
+        if not np.all(np.isfinite(out)):
             raise case.error(f"the output `{o}` is NaN or infinite at the input point", key="forward")
+        up = case.upstreams.get(o)
+        if up is not None and up.shape != out.shape:
+            raise case.error(
+                f"upstream gradient has shape {up.shape} but output `{o}` has shape {out.shape}", key="upstream"
+            )
+
+
+def _check_point(
+    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients | None = None
+) -> tuple[list[InputResult], dict[str, Gradients]]:
+    _check_forward(case, point)
     results: list[Gradients] = []
     if case.backward is not None:
         results.append(manual_gradients(case, point, options.dtype))
     if case.autograd_forward is not None:  # else checked two ways; case.notes says so
         results.append(autograd_gradients(case, point, options.dtype, options.device))
-    results.append(
-        numeric_gradients(case, point, NumericSettings(options.numeric, options.device, options.max_memory))
-    )
+    results.append(numeric if numeric is not None else numeric_gradients(case, point, _numeric_settings(case, options)))
     scale = gradient_scale(results)
     inputs = [judge_input(name, results, options.dtype, scale) for name in point]
     return inputs, {r.source: r for r in results}
@@ -187,7 +226,7 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
     return points
 
 
-def check_case(case: Case, options: RunOptions) -> CaseResult:
+def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
@@ -197,8 +236,12 @@ def check_case(case: Case, options: RunOptions) -> CaseResult:
         points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
+    settings = _numeric_settings(case, options, progress)
+    _check_forward(case, points[0])
+    # every point's perturbations go through the forward program together, chunked by memory
+    numerics = numeric_gradients_at(case, points, settings)
     for k, point in enumerate(points):
-        inputs, sources = _check_point(case, point, options)
+        inputs, sources = _check_point(case, point, options, numerics[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)
@@ -226,6 +269,7 @@ def check_case(case: Case, options: RunOptions) -> CaseResult:
         expect_failures=expect_failures,
         samples=SampleSummary(len(points), counts, worst) if n else None,
         seconds=time.perf_counter() - start,
+        mode=settings.mode,
     )
 
 
@@ -251,8 +295,11 @@ def check_expectations(case: Case) -> list[str]:
     return failures
 
 
-def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> Report:
-    """Load every case under ``paths``, check those matching ``pattern``, report them all."""
+def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
+    """Load every case under ``paths``, check those matching ``pattern``, report them all.
+
+    ``progress``: a bar on stderr for a run that lasts (None: only when stderr is a terminal).
+    """
     start = time.perf_counter()
     ensure_device(options.device)
     results: list[CaseResult] = []
@@ -261,14 +308,17 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None) -> R
         loaded = select(load_cases(paths), pattern)
     except CaseError as exc:
         loaded = [exc]
+    bar = progress_bar(len(loaded), progress)
     for item in loaded:
+        bar.next_case(item)
         if isinstance(item, CaseError):
             errors.append(item)
             continue
         try:
-            results.append(check_case(item, options))
+            results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
         except CaseError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
             errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
+    bar.close()
     return Report(results, errors, options, time.perf_counter() - start)

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._engine import RunOptions
-from ._sources.numeric import DEFAULT_MAX_MEMORY, METHODS
+from ._sources.numeric import (
+    AUTO_FULL_ELEMENTS,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_ELEMENTS,
+    DEFAULT_MAX_MEMORY,
+    METHODS,
+    MODES,
+)
 
 __all__ = ["OPTIONS", "Option", "add_argparse_options", "add_pytest_options", "run_options", "parse_size"]
 
@@ -56,6 +63,26 @@ OPTIONS: tuple[Option, ...] = (
         f"memory for one batch of perturbed evaluations (default {DEFAULT_MAX_MEMORY >> 20}M)",
         DEFAULT_MAX_MEMORY,
         parse_size,
+    ),
+    Option(
+        "mode",
+        "which numeric derivatives to compare: full (every element), sample (--elements random ones),"
+        f" projection (--directions random directional derivatives); auto is full up to {AUTO_FULL_ELEMENTS}"
+        " input elements per case and projection above",
+        "auto",
+        choices=MODES,
+    ),
+    Option(
+        "elements",
+        f"elements per input that --mode sample checks (default {DEFAULT_ELEMENTS})",
+        DEFAULT_ELEMENTS,
+        _positive_int,
+    ),
+    Option(
+        "directions",
+        f"random directions per input that --mode projection checks (default {DEFAULT_DIRECTIONS})",
+        DEFAULT_DIRECTIONS,
+        _positive_int,
     ),
 )
 

@@ -129,12 +129,23 @@ def _input(i: InputResult) -> dict[str, Any]:
         # The element most outside its tolerance, over every pair, is the one a reader should
         # look at first: for a failure it is the element the failure message names.
         p = max(i.pairs, key=lambda q: (q.ratio, q.max_abs))
-        worst = {
-            "pair": p.name,
-            "index": list(p.worst),
-            "values": {s: _value_at(g, p.worst) for s, g in i.grads.items()},
-            "numeric_error": _value_at(i.numeric_error, p.worst) if i.numeric_error is not None else None,
-        }
+        if i.projections and "numeric" in (p.a, p.b):
+            # a projection pair's worst is a direction: the values are the projections on it
+            (k,) = p.worst
+            err = i.projection_error
+            worst = {
+                "pair": p.name,
+                "direction": k,
+                "values": {s: number(float(v[k])) for s, v in i.projections.items()},
+                "numeric_error": number(float(err[k])) if err is not None else None,
+            }
+        else:
+            worst = {
+                "pair": p.name,
+                "index": list(p.worst),
+                "values": {s: _value_at(g, p.worst) for s, g in i.grads.items()},
+                "numeric_error": _value_at(i.numeric_error, p.worst) if i.numeric_error is not None else None,
+            }
     numeric_error = None
     if i.numeric_error is not None and i.numeric_error.size:
         numeric_error = number(float(np.max(i.numeric_error)))
@@ -167,6 +178,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "gradient_scale": number(gradient_scale(list(r.sources.values()))) if r.sources else 0.0,
         "expect_failures": list(r.expect_failures),
         "samples": samples,
+        "mode": r.mode,
         "inputs": [_input(i) for i in r.inputs],
     }
 
@@ -198,6 +210,9 @@ def to_dict(
             "numeric": o.numeric,
             "samples": o.samples,
             "max_memory": o.max_memory,
+            "mode": o.mode,
+            "elements": o.elements,
+            "directions": o.directions,
         },
         "timings": {
             "total_seconds": report.seconds,

@@ -8,7 +8,15 @@ from tabulate import tabulate
 from .._compare import InputResult
 from .._engine import CaseResult, Report
 
-__all__ = ["format_value", "render_table", "render_case_detail", "render_errors", "render_summary", "case_notes"]
+__all__ = [
+    "format_value",
+    "render_table",
+    "render_case_detail",
+    "render_errors",
+    "render_summary",
+    "case_notes",
+    "check_text",
+]
 
 DETAIL_ROWS = 10
 
@@ -53,15 +61,41 @@ def render_table(report: Report) -> str:
                     i.name,
                     format_value(i.grads.get("manual"), dtypes.get("manual", "float64")),
                     format_value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
-                    format_value(i.grads.get("numeric")),
+                    _numeric_text(r, i),
+                    check_text(r, i.name),
                     f"{i.max_rel:.2e}",
                     _verdict_text(r, i),
                 ]
             )
-    headers = ["case", "input", "manual", "autograd", "numeric", "max rel diff", "verdict"]
+    headers = ["case", "input", "manual", "autograd", "numeric", "check", "max rel diff", "verdict"]
     table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     notes = [f"{r.case.name}: {n}" for r in report.results for n in case_notes(r)]
     return "\n".join([table, *notes])
+
+
+def check_text(r: CaseResult, name: str) -> str:
+    """Which numeric check ran on one input: full, sample K/N or projection xK."""
+    g = r.sources.get("numeric")
+    if g is None:
+        return "-"
+    if g.projections and name in g.projections:
+        return f"projection x{len(g.projections[name].values)}"
+    if g.checked and name in g.checked:
+        mask = g.checked[name]
+        return f"sample {int(mask.sum())}/{mask.size}"
+    return "full"
+
+
+def _numeric_text(r: CaseResult, i: InputResult) -> str:
+    g = r.sources.get("numeric")
+    if g is not None and g.projections and i.name in g.projections:
+        return f"{len(g.projections[i.name].values)} directional derivatives"
+    if g is not None and g.checked and i.name in g.checked and not g.checked[i.name].all():
+        values = i.grads["numeric"][g.checked[i.name]]
+        finite = values[np.isfinite(values)]
+        big = f"{np.max(np.abs(finite)):.4g}" if finite.size else "nan"
+        return f"[{values.size} sampled] max|.| {big}"
+    return format_value(i.grads.get("numeric"))
 
 
 def case_notes(r: CaseResult) -> list[str]:
@@ -78,7 +112,8 @@ def case_notes(r: CaseResult) -> list[str]:
         notes.append("no backward program: checked two ways (autograd, numeric)")
     for i in r.inputs:
         for src, rel in i.precision.items():
-            if rel > 1e3 * float(np.finfo(np.dtype(r.dtype)).eps):
+            # worth a note once half the dtype's digits are gone (1.5e-8 in float64, 3.5e-4 in float32)
+            if rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
                 notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
     return notes
 
@@ -125,7 +160,21 @@ def render_case_detail(r: CaseResult, everything: bool = False) -> str:
             )
             if len(idx) > DETAIL_ROWS:
                 out.append(f"  ... {len(idx) - DETAIL_ROWS} more element(s)")
+        if i.projections:
+            out.append(_projection_table(i))
     return "\n".join(out)
+
+
+def _projection_table(i: InputResult) -> str:
+    rows = []
+    for k in range(len(i.projections["numeric"])):
+        row = [str(k)]
+        for s in ("manual", "autograd", "numeric"):
+            row.append(repr(float(i.projections[s][k])) if s in i.projections else "-")
+        row.append(f"{float(i.projection_error[k]):.1e}" if i.projection_error is not None else "-")
+        rows.append(row)
+    headers = ["direction", "manual <g,w>", "autograd <g,w>", "numeric d/dw", "numeric err"]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def render_errors(report: Report) -> str:
@@ -140,5 +189,5 @@ def render_summary(report: Report) -> str:
     return (
         f"{total} case(s): "
         + ", ".join(parts)
-        + f" in {report.seconds:.2f} s ({o.device}, {o.dtype}, numeric {o.numeric})"
+        + f" in {report.seconds:.2f} s ({o.device}, {o.dtype}, numeric {o.numeric}, mode {o.mode})"
     )

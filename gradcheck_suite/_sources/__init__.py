@@ -6,9 +6,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Gradients", "SOURCES"]
+__all__ = ["Gradients", "Projection", "SOURCES"]
 
 SOURCES = ("manual", "autograd", "numeric")
+
+
+@dataclass
+class Projection:
+    """Directional derivatives of phi along ``directions`` (shape (K, *input shape)).
+
+    Each direction is a Rademacher sign vector times a power of two per element, so its
+    product with any float64 gradient is exact and an analytic projection carries no
+    rounding beyond its summation.
+    """
+
+    directions: np.ndarray
+    values: np.ndarray  # (K,)
+    error: np.ndarray  # (K,) absolute error estimate of each value
+    kinks: np.ndarray  # (K,) True where the perturbation along a direction crossed a kink
 
 
 @dataclass
@@ -33,3 +48,9 @@ class Gradients:
     reference: dict[str, np.ndarray] | None = None
     reference_dtype: str = ""
     notes: list[str] = field(default_factory=list)
+    # The check mode that produced a numeric source ("full", "sample", "projection"). A sample
+    # computes only the elements ``checked`` marks (the rest are NaN); a projection computes
+    # no elements, only ``projections`` per input.
+    mode: str = "full"
+    checked: dict[str, np.ndarray] | None = None
+    projections: dict[str, Projection] | None = None
