@@ -228,6 +228,7 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
 
 def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
+    ensure_device(options.device)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
     # The case's own point comes first, so a sweep that passes shows the point the file names.

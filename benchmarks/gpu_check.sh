@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The CUDA checks, run by hand on a machine with an NVIDIA GPU from the repository root
+# (torch, numpy and tabulate installed; the package need not be): issue 2's five cases with
+# --device cuda, the layer library, the planted notebook bug, the pytest plugin's CUDA items,
+# check() on CUDA, and projection mode on the 1024x1024 matmul.
+set -u
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+gc() { "$PY" -m gradcheck_suite run --no-reports "$@"; echo "exit status $?"; }
+"$PY" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name(0))"
+echo "== the five seed cases, cuda, float64"; gc cases/*.toml --device cuda
+echo "== the five seed cases, cuda, float32"; gc cases/*.toml --device cuda --dtype float32
+echo "== the layer library, cuda, float64 and float32"; gc cases/layers --device cuda | tail -2; gc cases/layers --device cuda --dtype float32 | tail -2
+echo "== 1000 random points, cuda, float32"; gc cases/*.toml --device cuda --dtype float32 --samples 1000 | tail -7
+bug=$(mktemp -d); grep -v 'dx += ((1 - sigx) \* sigx) \* dsigx' cases/compound_sigmoid.toml > "$bug/bug.toml"
+echo "== the dropped += on cuda (expect exit status 1, manual the odd one out)"; gc "$bug" --device cuda
+echo "== pytest plugin, cuda and cpu items"
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -p gradcheck_suite.pytest_plugin -o addopts= cases --gradcheck-device cuda,cpu -rs 2>&1 | tail -3
+echo "== check() on cuda"
+"$PY" - <<'PY'
+import torch
+from gradcheck_suite import check
+W = torch.randn(64, 32, dtype=torch.float64); X = torch.randn(32, 16, dtype=torch.float64); G = torch.randn(64, 16, dtype=torch.float64)
+good = check(lambda W, X: W @ X, {"W": W, "X": X}, upstream=G, backward=lambda g, W, X: (g @ X.T, W.T @ g), device="cuda")
+bad = check(lambda W, X: W @ X, {"W": W, "X": X}, upstream=G, backward=lambda g, W, X: (g @ X, W.T @ g), device="cuda")
+print("right backward:", good.verdict, "| missing transpose:", bad.verdict, bad.odd_one_out)
+PY
+echo "== projection mode, 1024x1024 @ 1024x1024 float64, cuda vs cpu"
+"$PY" - <<'PY'
+import time
+from gradcheck_suite import RunOptions, check_case, load_case
+case = load_case("benchmarks/cases/matmul1024.toml")
+for device in ("cuda", "cuda", "cpu"):
+    t = time.perf_counter(); r = check_case(case, RunOptions(mode="projection", device=device))
+    print(f"{device}: {r.verdict} in {time.perf_counter() - t:.2f} s")
+PY
