@@ -20,7 +20,8 @@ echo "== check() on cuda"
 "$PY" - <<'PY'
 import torch
 from gradcheck_suite import check
-W = torch.randn(64, 32, dtype=torch.float64); X = torch.randn(32, 16, dtype=torch.float64); G = torch.randn(64, 16, dtype=torch.float64)
+# square, so that the missing transpose keeps the shapes and only the values are wrong
+W, X, G = (torch.randn(32, 32, dtype=torch.float64) for _ in range(3))
 good = check(lambda W, X: W @ X, {"W": W, "X": X}, upstream=G, backward=lambda g, W, X: (g @ X.T, W.T @ g), device="cuda")
 bad = check(lambda W, X: W @ X, {"W": W, "X": X}, upstream=G, backward=lambda g, W, X: (g @ X, W.T @ g), device="cuda")
 print("right backward:", good.verdict, "| missing transpose:", bad.verdict, bad.odd_one_out)

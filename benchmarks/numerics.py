@@ -138,7 +138,8 @@ def scaled(case, factor):
     extra = "".join(f"\nd{k} = d{k} * {factor}" for k in case.inputs)
     source = "\n".join(s.text for s in case.backward.statements) + extra
     known = [*case.inputs, *case.forward.assigned, f"d{case.output}"]
-    return dataclasses.replace(case, backward=parse_program(source, key="backward", known=known), expect={})
+    program = parse_program(source, key="backward", known=known)
+    return dataclasses.replace(case, backward=dataclasses.replace(case.backward, program=program), expect={})
 
 
 def sensitivity():
