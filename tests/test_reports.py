@@ -172,6 +172,10 @@ def test_report_json_content(mixed_run: Path, mixed_cases: Path) -> None:
     assert pairs["manual-autograd"]["max_abs"] == pytest.approx(0.01 * np.abs(dW).max(), rel=1e-9)
     assert pairs["manual-autograd"]["max_rel"] == pytest.approx(0.01 / 1.01, rel=1e-9)
     assert pairs["autograd-numeric"]["ratio"] < 1 < pairs["manual-autograd"]["ratio"]
+    # the report says which rule decided each pair
+    assert "manual rounding bound" in pairs["manual-autograd"]["rule"]
+    assert "numeric error estimate" in pairs["autograd-numeric"]["rule"]
+    assert mm["mode"] == "full" and data["options"]["mode"] == "auto"
     (err,) = data["errors"]
     assert err["file"].endswith("broken.toml") and err["line"] == 2
 

@@ -121,6 +121,7 @@ def _input(i: InputResult) -> dict[str, Any]:
             "worst": list(p.worst),
             "disagree": p.disagree,
             "undecided": p.undecided,
+            "rule": p.rule,
         }
         for p in i.pairs
     ]
