@@ -57,7 +57,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "where autograd and the numeric source run: cpu or cuda", "cpu"),
     Option("dtype", "dtype of the manual and autograd sources", "float64", choices=("float64", "float32")),
     Option("numeric", "finite-difference method; auto takes the most accurate that applies", "auto", choices=METHODS),
-    Option("samples", "also check N random points of each case's domain (its [sweep], else value +- max(|value|, 1))", None, _positive_int),
+    Option(
+        "samples",
+        "also check N random points of each case's domain (its [sweep], else value +- max(|value|, 1))",
+        None,
+        _positive_int,
+    ),
     Option(
         "max_memory",
         f"memory for one batch of perturbed evaluations (default {DEFAULT_MAX_MEMORY >> 20}M)",
