@@ -20,7 +20,10 @@ def _tool(name: str) -> str:
 
 def test_ruff() -> None:
     proc = subprocess.run(
-        [_tool("ruff"), "check", "gradcheck_suite", "tests", "benchmarks", "examples"], cwd=ROOT, capture_output=True, text=True
+        [_tool("ruff"), "check", "gradcheck_suite", "tests", "benchmarks", "examples"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
