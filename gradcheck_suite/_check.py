@@ -15,7 +15,7 @@ from ._callables import Backward, Forward, callable_case
 from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device
 from ._errors import UsageError
 from ._report.terminal import render_case_detail, render_table
-from ._sources.numeric import DEFAULT_MAX_MEMORY, METHODS
+from ._sources.numeric import DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
 
 __all__ = ["CheckResult", "GradientCheckFailed", "check", "explain"]
 
@@ -89,6 +89,9 @@ def check(
     analytic: bool = False,
     samples: int | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    mode: str = "auto",
+    elements: int = DEFAULT_ELEMENTS,
+    directions: int = DEFAULT_DIRECTIONS,
     name: str | None = None,
 ) -> CheckResult:
     """Check the gradient of ``fn(**inputs)`` three ways: ``backward`` (if given), torch
@@ -100,7 +103,9 @@ def check(
     the gradient flowing into the output (default: ones, i.e. the gradient of its sum).
     ``analytic=True`` declares ``fn`` analytic, so numeric ``auto`` may take the complex
     step (``fn`` must then accept complex tensors). ``samples`` checks that many random
-    points around ``inputs`` as well. Raises :class:`CaseError` when a function cannot be run.
+    points around ``inputs`` as well. ``mode``, ``elements`` and ``directions`` are the CLI's
+    ``--mode``, ``--elements`` and ``--directions``. Raises :class:`CaseError` when a function
+    cannot be run.
     """
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -110,7 +115,18 @@ def check(
         raise UsageError("numeric='complex-step' needs analytic=True: only you can say a Python function is analytic")
     if samples is not None and samples < 1:
         raise UsageError("samples must be at least 1")
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     ensure_device(device)
     case = callable_case(fn, inputs, backward=backward, upstream=upstream, analytic=analytic, name=name)
-    options = RunOptions(device=device, dtype=dtype, numeric=numeric, samples=samples, max_memory=max_memory)
+    options = RunOptions(
+        device=device,
+        dtype=dtype,
+        numeric=numeric,
+        samples=samples,
+        max_memory=max_memory,
+        mode=mode,
+        elements=elements,
+        directions=directions,
+    )
     return CheckResult.of(check_case(case, options))

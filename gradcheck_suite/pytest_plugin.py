@@ -236,13 +236,17 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
     :func:`gradcheck_suite.check` and fail the test with the disagreement tables unless all
     sources agree; an inconclusive check skips the test with its reason. Device, dtype and
     numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype`` value
-    and ``--gradcheck-numeric``. Returns the :class:`CheckResult` of a pass."""
+    and ``--gradcheck-numeric`` (likewise max-memory, mode, elements, directions). Returns
+    the :class:`CheckResult` of a pass."""
     state = request.config.stash[_STATE]
     defaults: dict[str, Any] = {
         "device": state.base.device,
         "dtype": state.base.dtype,
         "numeric": state.base.numeric,
         "max_memory": state.base.max_memory,
+        "mode": state.base.mode,
+        "elements": state.base.elements,
+        "directions": state.base.directions,
     }
 
     def run(fn: Callable[..., torch.Tensor], inputs: Any, **kwargs: Any) -> CheckResult:

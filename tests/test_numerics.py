@@ -178,3 +178,37 @@ def test_float32_imprecision_of_a_correct_formula_is_reported_not_failed(tmp_pat
     assert result.verdict == "pass"
     assert result.inputs[0].precision["manual"] > 1e-3
     assert result.inputs[0].precision["autograd"] < 1e-5
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.2, 0.3, 4 / 9, 9 / 19, 0.6, 0.9, 0.99])
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_a_kink_at_any_distance_within_the_step_is_found(fraction: float, side: float) -> None:
+    # at |x| < 1 the Richardson step is h = 2^-7; 4h/9 and 9h/19 are where a test on three
+    # steps alone goes blind (see _extrapolate)
+    case = load_case(DATA / "kink_relu.toml")
+    point = {"x": np.array(side * fraction * 2.0**-7), "y": np.array(0.5)}
+    g = numeric_gradients(case, point, NumericSettings())
+    assert g.kinks is not None and bool(g.kinks["x"]) and not bool(g.kinks["y"])
+
+
+def test_smooth_callables_are_not_mistaken_for_kinks() -> None:
+    # a callable gets Richardson with kink detection; its curvature must not read as a kink,
+    # in full mode or along the long directions of projection mode
+    import torch
+
+    from gradcheck_suite import check
+
+    x = torch.linspace(-1.5, 2.0, 48, dtype=torch.float64).reshape(8, 6)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ x.T).sum()
+
+    def backward(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        s = 1 - torch.tanh(x @ x.T) ** 2
+        return g * (s + s.T) @ x
+
+    for mode in ("full", "projection"):
+        result = check(fn, {"x": x}, backward=backward, mode=mode)
+        assert result.verdict == "pass", result.explain()
+        wrong = check(fn, {"x": x}, backward=lambda g, x: backward(g, x) * 1.01, mode=mode)
+        assert (wrong.verdict, wrong.odd_one_out) == ("fail", "manual")

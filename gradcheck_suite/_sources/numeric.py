@@ -111,6 +111,13 @@ _MULTIPLIERS = {
     "central": (1.0, 2.0),
     "richardson": (1.0, 0.5, 0.25),
 }
+# Where the program has kinks, every difference method steps at h, h/2, h/4 and h/8: the
+# first three serve Richardson (and the first two central differences), all four the kink test.
+_KINK_MULTIPLIERS = (1.0, 0.5, 0.25, 0.125)
+
+
+def _steps(method: str, detect: bool) -> tuple[float, ...]:
+    return _KINK_MULTIPLIERS if detect else _MULTIPLIERS[method]
 # Im phi(x + ih) / h has no subtraction, so h can be tiny: its truncation error
 # h^2 |phi'''| / 6 is far below rounding. A power of two keeps the division exact.
 _COMPLEX_STEP = 2.0**-60
@@ -333,7 +340,7 @@ def planned_evaluations(case: Case, points: int, settings: NumericSettings) -> i
     method = resolve_method(settings.method, case.forward.analytic)
     mode = resolve_mode(settings.mode, {k: int(np.asarray(v).size) for k, v in case.inputs.items()})
     per = (
-        1 if method == "complex-step" else 2 * len(_MULTIPLIERS["richardson" if not case.forward.analytic else method])
+        1 if method == "complex-step" else 2 * len(_steps(method, not case.forward.analytic))
     )
     if mode == "projection":
         return points * (1 + len(case.inputs) * (settings.directions * per + (1 if method == "complex-step" else 0)))
@@ -459,7 +466,7 @@ def _differences(
     phi_scale: np.ndarray,
     f0: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mults = _MULTIPLIERS["richardson" if f0 is not None else method]
+    mults = _steps(method, f0 is not None)
     x = X[:, idx]  # (P, m)
     h = _pow2(_BASE_STEP[method] * np.maximum(np.abs(x), 1.0))
     plus = np.stack([(x + m * h) - x for m in mults], axis=2)  # (P, m, q)
@@ -484,7 +491,7 @@ def _extrapolate(
     f0: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Derivative, error estimate and kink flag from phi at +-steps (last axis: the steps)."""
-    mults = _MULTIPLIERS["richardson" if f0 is not None else method]
+    mults = _steps(method, f0 is not None)
     D = (fp - fm) / (plus + minus)  # central differences at each step
     noise = 4 * EPS * phi_scale / np.minimum(plus, minus)  # rounding in phi, per step
     if method == "central":
@@ -502,13 +509,20 @@ def _extrapolate(
         err = np.abs(d - r1b) + 2 * noise[..., 2]
     kink = np.zeros(d.shape, dtype=bool)
     if f0 is not None:
-        # Second differences J(s) = (f(x+s) - 2 f(x) + f(x-s)) / s scale with s where phi is
-        # smooth (J(h) = 2 J(h/2)); a kink within reach of the step breaks that proportion.
+        # Second differences J(s) = (f(x+s) - 2 f(x) + f(x-s)) / s. Where phi is smooth they
+        # follow J(s) = a s + b s^3 + O(s^5), so any three consecutive steps s, s/2, s/4 satisfy
+        # J(s) - 10 J(s/2) + 16 J(s/4) = O(s^5): relative to the J's, about 1e-10 for smooth
+        # functions at these steps. For a kink at any distance in (0, h], the larger of the two
+        # residuals, each over its own J's largest value, is at least 1 (lowest at d = 4h/9;
+        # one residual alone can vanish, near d = 9h/19), so a threshold of 0.1 separates them.
         J = (fp + fm - 2 * f0) / plus
-        score = np.maximum(np.abs(J[..., 0] - 2 * J[..., 1]), np.abs(J[..., 1] - 2 * J[..., 2]))
+        r = [np.abs(J[..., k] - 10 * J[..., k + 1] + 16 * J[..., k + 2]) for k in (0, 1)]
+        m = [np.max(np.abs(J[..., k : k + 3]), axis=-1) for k in (0, 1)]
         biggest = np.max(np.abs(np.where(np.isfinite(d), d, 0.0)), axis=-1, keepdims=True, initial=0.0)
-        floor = 64 * EPS * phi_scale[..., 0] / plus[..., 2] + 1e-7 * (np.abs(d) + biggest)
-        kink = score > floor
+        # rounding: each J(s) carries 4 eps phi / s, so the residual on h/2 .. h/8 about
+        # 680 eps phi / h; 4x that, and a kink worth reporting moves the slope by 1e-7 at least
+        floor = np.maximum(2800 * EPS * phi_scale[..., 0] / plus[..., 0], 1e-7 * (np.abs(d) + biggest))
+        kink = ((r[0] > 0.1 * m[0]) | (r[1] > 0.1 * m[1])) & (np.maximum(r[0], r[1]) > floor)
     err = np.where(~np.isfinite(d), math.inf, err)
     return d, err, kink
 
@@ -557,7 +571,7 @@ def _project_differences(
     P, n = X.shape
     K = signs.shape[0]
     W = _directions(X, signs)
-    mults = np.array(_MULTIPLIERS["richardson" if f0 is not None else method])
+    mults = np.array(_steps(method, f0 is not None))
     # w already carries each element's magnitude, so the step along it is the base step.
     t = float(_pow2(np.array(_BASE_STEP[method])))
     steps = np.concatenate([t * mults, -t * mults])
