@@ -336,3 +336,34 @@ def test_killing_a_run_while_it_writes_keeps_the_old_reports(
     # The next run is not disturbed by what the killed one left behind.
     assert main(["run", "cases", "--report-dir", str(out)]) == 1
     assert json.loads((out / "report.json").read_text())["cases"][0]["verdict"] == "fail"
+
+
+def test_a_projection_failure_is_reported_along_its_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a numpy layer with no [reference] is checked two ways, so the worst pair involves numeric
+    # and, in projection mode, its worst is a direction, not an element
+    pkg = tmp_path / "projpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text(
+        "def lin(x, w):\n    return x @ w\n\n\ndef lin_bwd(dout, x, w):\n    return dout @ w.T, x.T @ dout * 1.01\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lin.toml").write_text(
+        'name = "lin"\noutput = "out"\nupstream = { random = "normal", shape = [4, 3], seed = 5 }\n'
+        '[inputs]\nx = { random = "normal", shape = [4, 5], seed = 0 }\n'
+        'w = { random = "normal", shape = [5, 3], seed = 1 }\n'
+        '[forward]\ncallable = "projpkg.mod:lin"\n[backward]\ncallable = "projpkg.mod:lin_bwd"\n'
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "lin.toml"), "--mode", "projection", "--report-dir", str(out), "-v"]) == 1
+    assert "manual vs numeric: 4 direction(s) disagree" in capsys.readouterr().out
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, json_report.load_schema())
+    (w,) = [i for i in data["cases"][0]["inputs"] if i["name"] == "w"]
+    assert w["worst"]["pair"] == "manual-numeric" and isinstance(w["worst"]["direction"], int)
+    assert w["pairs"][0]["unit"] == "direction"
+    failure = ET.parse(out / "junit.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None
+    assert re.match(r"the sources disagree at w along direction \d: manual=\S+ numeric=\S+", failure.get("message", ""))

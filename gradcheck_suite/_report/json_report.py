@@ -122,6 +122,7 @@ def _input(i: InputResult) -> dict[str, Any]:
             "disagree": p.disagree,
             "undecided": p.undecided,
             "rule": p.rule,
+            "unit": "direction" if i.projections and "numeric" in (p.a, p.b) else "element",
         }
         for p in i.pairs
     ]

@@ -57,7 +57,11 @@ def failure_message(case: dict[str, Any]) -> str:
     pair = next((p for p in worst_input["pairs"] if p["pair"] == w["pair"]), None)
     ratio = f" ({w['pair']} {float(pair['ratio']):.3g}x its tolerance)" if pair is not None else ""
     more = f"; {len(failing) - 1} more input(s) fail" if len(failing) > 1 else ""
-    return f"{head} at {_element(worst_input['name'], w['index'])}: {values}{ratio}{more}"
+    if "direction" in w:  # projection mode: the worst is a direction, the values projections on it
+        where = f"{worst_input['name']} along direction {w['direction']}"
+    else:
+        where = _element(worst_input["name"], w["index"])
+    return f"{head} at {where}: {values}{ratio}{more}"
 
 
 def _details(case: dict[str, Any]) -> str:
@@ -68,7 +72,8 @@ def _details(case: dict[str, Any]) -> str:
         for p in i["pairs"]:
             lines.append(
                 f"  {p['pair']}: max abs {_num(p['max_abs'])}, max rel {_num(p['max_rel'])},"
-                f" worst {p['worst']} at {_num(p['ratio'])}x its tolerance, {p['disagree']} element(s) disagree"
+                f" worst {p['worst']} at {_num(p['ratio'])}x its tolerance,"
+                f" {p['disagree']} {p.get('unit', 'element')}(s) disagree"
             )
     return "\n".join(lines)
 

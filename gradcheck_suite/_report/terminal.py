@@ -118,15 +118,16 @@ def case_notes(r: CaseResult) -> list[str]:
     return notes
 
 
-def render_case_detail(r: CaseResult, everything: bool = False) -> str:
-    """Per-element table of every input that did not pass (or of all inputs)."""
+def render_case_detail(r: CaseResult) -> str:
+    """Per-element table of every input that did not pass."""
     out = []
     for i in r.inputs:
-        if i.verdict == "pass" and not everything:
+        if i.verdict == "pass":
             continue
         out.append(f"\n{r.case.name} / {i.name}: {i.verdict} - {i.reason}")
         for p in i.pairs:
-            status = f"{p.disagree} element(s) disagree" if p.disagree else "agree"
+            unit = "direction" if i.projections and "numeric" in (p.a, p.b) else "element"
+            status = f"{p.disagree} {unit}(s) disagree" if p.disagree else "agree"
             out.append(
                 f"  {p.a} vs {p.b}: {status}; max abs {p.max_abs:.3e}, max rel {p.max_rel:.3e},"
                 f" worst {list(p.worst)} at {p.ratio:.3g}x its tolerance [{p.rule}]"
@@ -137,10 +138,17 @@ def render_case_detail(r: CaseResult, everything: bool = False) -> str:
         for k in i.kinks:
             bad[k] = True
         idx = [tuple(int(j) for j in ix) for ix in np.argwhere(bad)]
-        ratio_of = {
-            ix: max(float(abs(i.grads[a][ix] - i.grads[b][ix])) for a in i.grads for b in i.grads) for ix in idx
-        }
-        idx.sort(key=lambda ix: -ratio_of[ix])
+        def gap(ix: tuple[int, ...]) -> float:
+            """The largest difference between the sources at ``ix`` (NaN: not checked there)."""
+            values = [float(g[ix]) for g in i.grads.values() if np.isfinite(g[ix])]
+            return max(values) - min(values) if values else 0.0
+
+        def unchecked(ix: tuple[int, ...]) -> bool:
+            return "numeric" in i.grads and not np.isfinite(i.grads["numeric"][ix])
+
+        # elements all three sources saw first (in sample mode the numeric one saw few), then
+        # the largest disagreement first
+        idx.sort(key=lambda ix: (unchecked(ix), -gap(ix)))
         rows = []
         for ix in idx[:DETAIL_ROWS]:
             row = [str(list(ix))]
