@@ -118,6 +118,14 @@ def case_notes(r: CaseResult) -> list[str]:
     return notes
 
 
+def _detail_order(grads: dict[str, np.ndarray], ix: tuple[int, ...]) -> tuple[bool, float]:
+    """Elements all three sources saw first (in sample mode the numeric source saw few), then
+    the largest difference between the sources first (NaN: a source did not check it)."""
+    values = [float(g[ix]) for g in grads.values() if np.isfinite(g[ix])]
+    unchecked = "numeric" in grads and not np.isfinite(grads["numeric"][ix])
+    return unchecked, -(max(values) - min(values) if values else 0.0)
+
+
 def render_case_detail(r: CaseResult) -> str:
     """Per-element table of every input that did not pass."""
     out = []
@@ -138,17 +146,7 @@ def render_case_detail(r: CaseResult) -> str:
         for k in i.kinks:
             bad[k] = True
         idx = [tuple(int(j) for j in ix) for ix in np.argwhere(bad)]
-        def gap(ix: tuple[int, ...]) -> float:
-            """The largest difference between the sources at ``ix`` (NaN: not checked there)."""
-            values = [float(g[ix]) for g in i.grads.values() if np.isfinite(g[ix])]
-            return max(values) - min(values) if values else 0.0
-
-        def unchecked(ix: tuple[int, ...]) -> bool:
-            return "numeric" in i.grads and not np.isfinite(i.grads["numeric"][ix])
-
-        # elements all three sources saw first (in sample mode the numeric one saw few), then
-        # the largest disagreement first
-        idx.sort(key=lambda ix: (unchecked(ix), -gap(ix)))
+        idx.sort(key=lambda ix: _detail_order(i.grads, ix))
         rows = []
         for ix in idx[:DETAIL_ROWS]:
             row = [str(list(ix))]
