@@ -32,7 +32,7 @@ from ._case_callables import Backward, Constant, Forward, make_call
 from ._errors import CaseError
 from ._program import Program, parse_program
 
-__all__ = ["Case", "Expected", "Sweep", "load_case", "find_case_files", "load_cases"]
+__all__ = ["Case", "Expected", "Sweep", "load_case", "load_cases"]
 
 _TOP_KEYS = {
     "name", "description", "output", "upstream", "inputs", "constants", "forward", "backward", "reference",
@@ -176,26 +176,33 @@ class _Lines:
         return n
 
 
-def find_case_files(paths: list[Path]) -> list[Path]:
-    """The case files under ``paths`` (files as given, folders searched for ``*.toml``)."""
-    found: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.toml") if q.is_file()))
-        elif p.exists():
-            found.append(p)
-        else:
-            raise CaseError("no such file or folder", file=p)
-    return found
+def _files(path: Path) -> list[Path]:
+    """The case files a path names: the file itself, or a folder's ``*.toml`` files."""
+    if path.is_dir():
+        found = sorted(q for q in path.rglob("*.toml") if q.is_file())
+        if not found:  # a mistyped folder in CI must not pass as "0 cases"
+            raise CaseError("no case files (*.toml) in this folder", file=path)
+        return found
+    if path.exists():
+        return [path]
+    raise CaseError("no such file or folder", file=path)
 
 
 def load_cases(paths: list[Path]) -> Iterator[Case | CaseError]:
-    """Every case under ``paths``, or the error that kept a file from loading."""
-    for f in find_case_files(paths):
+    """Every case under ``paths``, or the error that kept a path or file from loading."""
+    for p in paths:
         try:
-            yield load_case(f)
+            files = _files(p)
         except CaseError as exc:
             yield exc
+            continue
+        for f in files:
+            try:
+                yield load_case(f)
+            except CaseError as exc:
+                yield exc
+            except Exception as exc:  # noqa: BLE001 - a value the checks missed must not stop the others
+                yield CaseError(f"cannot load: {type(exc).__name__}: {exc}", file=f)
 
 
 def load_case(path: Path | str) -> Case:
@@ -223,6 +230,8 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
         return CaseError(message, file=path, line=lines.line(table, key), key=label, case=name)
 
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        if "name" not in data:
+            raise err(f"the file name `{path.stem}` is no case name: add `name = ...` (letters, digits, '_', '.', '-')")
         raise err("`name` must be letters, digits, '_', '.' or '-'", "", "name")
     for key in data:
         if key not in _TOP_KEYS:
@@ -481,7 +490,12 @@ def _draw(spec: dict[str, Any], name: str, err: Any, integers: bool = False) -> 
     # PCG64 through default_rng gives the same numbers on every platform; the draw happens
     # in float64 on the CPU and is then cast, so every device and dtype sees the same point.
     rng = np.random.default_rng(seed)
+    for key in ("mean", "std", "low", "high"):
+        if key in spec and (isinstance(spec[key], bool) or not isinstance(spec[key], (int, float))):
+            raise err(f"`{key}` must be a number, not {spec[key]!r}")
     if kind == "normal":
+        if not spec.get("std", 1.0) > 0:
+            raise err("`std` must be positive")
         return np.asarray(rng.normal(spec.get("mean", 0.0), spec.get("std", 1.0), size=shape), dtype=np.float64)
     if kind == "integers" and integers:
         low, high = spec.get("low", 0), spec.get("high")
@@ -499,7 +513,7 @@ def _draw(spec: dict[str, Any], name: str, err: Any, integers: bool = False) -> 
 
 def _literal_tolerance(v: float) -> float:
     """Half a unit in the last printed place, never below 4 ulps (an integer is exact to 4 ulps)."""
-    ulps = 4 * math.ulp(v) if v != 0 else 4 * math.ulp(1.0) * 1e-300
+    ulps = 4 * math.ulp(v)
     if isinstance(v, int):
         return ulps
     exponent = Decimal(repr(v)).as_tuple().exponent
@@ -513,12 +527,16 @@ def _expected(spec: Any, line: int | None, err: Any) -> Expected:
         if set(spec) - {"value", "decimals"} or "value" not in spec:
             raise err("an expected value is a number, a list, or `{ value = ..., decimals = N }`")
         decimals = spec.get("decimals")
+        if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0):
+            raise err("`decimals` must be a whole number of decimal places")
         spec = spec["value"]
     try:
         value = np.asarray(spec, dtype=np.float64)
         flat = np.asarray(spec, dtype=object).reshape(-1)
     except (ValueError, TypeError):
         raise err("expected value is not a number or a rectangular nested list") from None
+    if any(isinstance(x, bool) for x in flat):
+        raise err("expected value is not a number or a rectangular nested list")
     if decimals is not None:
         tol = np.maximum(0.5 * 10.0 ** (-decimals), 4 * np.spacing(np.abs(value)))
     else:
@@ -536,11 +554,18 @@ def _sweep(spec: Any, inputs: Mapping[str, np.ndarray], err: Any) -> Sweep:
     if not isinstance(samples, int) or samples < 0:
         raise err("`samples` must be a positive integer", "samples")
     domain: dict[str, tuple[float, float]] = {}
-    for name, bounds in spec.get("domain", {}).items():
+    raw = spec.get("domain", {})
+    if not isinstance(raw, dict):
+        raise err("`domain` must be a table `{ input = [low, high], ... }`", "domain")
+    for name, bounds in raw.items():
         if name not in inputs:
             raise err(f"domain names `{name}`, which is not an input", "domain")
-        if not (isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1]):
-            raise err(f"domain of `{name}` must be [low, high] with low < high", "domain")
+        numbers = isinstance(bounds, list) and len(bounds) == 2
+        numbers = numbers and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        if not (numbers and bounds[0] < bounds[1]):
+            raise err(f"domain of `{name}` must be [low, high], two numbers with low < high", "domain")
         domain[name] = (float(bounds[0]), float(bounds[1]))
     seed = spec.get("seed", 0)
-    return Sweep(samples=samples, domain=domain, seed=int(seed))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise err("`seed` must be an integer", "seed")
+    return Sweep(samples=samples, domain=domain, seed=seed)

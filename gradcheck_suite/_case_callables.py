@@ -93,15 +93,18 @@ def _is_float_dtype(dtype: Any) -> bool:
 
 
 def _to_library(value: Any, array: str) -> Any:
-    """A value as the callable's library wants it (numpy or torch); others pass unchanged."""
+    """A value as the callable's library wants it (numpy or torch), always a copy: a callable
+    that writes into its argument (`x **= 2`) must not move the point the other sources see."""
     if array == "numpy":
         if isinstance(value, torch.Tensor):
-            return value.detach().cpu().numpy()
-        return value
+            return value.detach().cpu().numpy().copy()
+        return value.copy() if isinstance(value, np.ndarray) else value
     if isinstance(value, np.ndarray):
         if value.dtype == np.longdouble:  # torch has no long double: such runs are skipped
             raise TypeError("a torch callable cannot run in long double")
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.from_numpy(np.array(value, copy=True, order="C"))
+    if isinstance(value, torch.Tensor):
+        return value.clone()  # differentiable, so autograd still reaches the leaf
     return value
 
 

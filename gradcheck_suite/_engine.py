@@ -296,6 +296,21 @@ def check_expectations(case: Case) -> list[str]:
     return failures
 
 
+def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
+    """A second case of the same name becomes an error: reports and baselines key on names."""
+    first: dict[str, Case] = {}
+    out: list[Case | CaseError] = []
+    for item in items:
+        if isinstance(item, Case):
+            if item.name in first:
+                other = first[item.name].file
+                item = item.error(f"the case name is also used by {other}: names must be unique", key="name")
+            else:
+                first[item.name] = item
+        out.append(item)
+    return out
+
+
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
     """Load every case under ``paths``, check those matching ``pattern``, report them all.
 
@@ -305,10 +320,7 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
     ensure_device(options.device)
     results: list[CaseResult] = []
     errors: list[CaseError] = []
-    try:
-        loaded = select(load_cases(paths), pattern)
-    except CaseError as exc:
-        loaded = [exc]
+    loaded = _unique(select(load_cases(paths), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
         bar.next_case(item)

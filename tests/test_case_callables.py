@@ -71,6 +71,15 @@ class BadSquare(Square):
 
 def square_reference(x):
     return x * x
+
+
+def square_in_place(x):
+    x **= 2  # writes into its argument
+    return x.sum()
+
+
+def square_in_place_grad(dout, x):
+    return 2 * x * dout
 '''
 
 AFFINE_INPUTS = """
@@ -365,3 +374,23 @@ def test_list_shows_the_sources_a_case_is_checked_with(
     assert main(["list", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "manual+numeric)" in lines[0] and "manual+autograd+numeric)" in lines[1]
+
+
+def test_a_callable_writing_into_its_argument_does_not_move_the_point(tmp_path: Path, layers: str) -> None:
+    path = _write(
+        tmp_path,
+        "in_place",
+        f"""
+        output = "L"
+        [inputs]
+        x = [1.5, 2.0, 3.0]
+        [forward]
+        callable = "{layers}:square_in_place"
+        [backward]
+        callable = "{layers}:square_in_place_grad"
+        """,
+    )
+    result = check_case(load_case(path), RunOptions())
+    assert result.verdict == "pass", result.reason
+    np.testing.assert_allclose(result.inputs[0].grads["manual"], [3.0, 4.0, 6.0])
+    np.testing.assert_allclose(result.point["x"], [1.5, 2.0, 3.0])

@@ -109,3 +109,55 @@ def test_an_unknown_key_names_its_line(cli, tmp_path: Path) -> None:
     code, _, err = cli("run", str(path))
     assert code == 2
     assert f"{path}:3:" in err and "unknown key `outptu`" in err
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ("[sweep]\ndomain = 3\n", "`domain` must be a table"),
+        ('[sweep]\ndomain = { x = ["a", "b"] }\n', "two numbers with low < high"),
+        ('[sweep]\nseed = "abc"\n', "`seed` must be an integer"),
+        ('[expect]\nf = { value = 4.0, decimals = "x" }\n', "`decimals` must be a whole number"),
+        ("[expect]\nf = true\n", "not a number"),
+    ],
+)
+def test_wrong_types_in_a_table_are_located_errors(table: str, words: str, cli, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(GOOD + table)
+    shutil.copy(CASES / "product.toml", tmp_path / "z_product.toml")
+    code, out, err = cli("run", str(tmp_path))
+    assert code == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'bad.toml'}:" in err and words in err
+    assert re.search(r"^product\s+x\s", out, re.M)
+
+
+@pytest.mark.parametrize("spec", ['{ random = "normal", mean = "a" }', '{ random = "uniform", low = "a" }'])
+def test_wrong_types_in_a_drawn_input_are_located_errors(spec: str, cli, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(GOOD.replace("x = 2.0", f"x = {spec}"))
+    code, _, err = cli("run", str(tmp_path))
+    assert code == 2 and f"{tmp_path / 'bad.toml'}:5:" in err and "must be a number" in err
+
+
+def test_an_empty_folder_is_an_error_not_zero_cases(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    shutil.copy(CASES / "product.toml", tmp_path / "product.toml")
+    code, out, err = cli("run", str(tmp_path / "empty"), str(tmp_path / "product.toml"))
+    assert code == 2 and "no case files (*.toml) in this folder" in err
+    assert re.search(r"^product\s+x\s", out, re.M)
+
+
+def test_two_cases_of_one_name_are_an_error(cli, tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(CASES / "product.toml", tmp_path / sub / "product.toml")
+    code, out, err = cli("run", str(tmp_path))
+    assert code == 2
+    assert f"{tmp_path / 'b' / 'product.toml'}: case 'product'" in err
+    assert f"also used by {tmp_path / 'a' / 'product.toml'}" in err
+    assert "1 pass, 0 fail, 0 inconclusive, 1 error" in out
+
+
+def test_a_file_name_that_is_no_case_name_says_so(cli, tmp_path: Path) -> None:
+    path = tmp_path / "größe.toml"
+    path.write_text(GOOD.replace('name = "good"\n', ""))
+    code, _, err = cli("run", str(path))
+    assert code == 2 and "the file name `größe` is no case name: add `name = ...`" in err
