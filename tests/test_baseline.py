@@ -70,9 +70,7 @@ def test_drift_fails_with_case_input_and_growth_and_restoring_passes(
     assert status == 0 and "REGRESSION" not in out and "no regression" in out
 
 
-def test_a_drift_that_still_passes_is_caught_by_growth_alone(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_drift_that_still_passes_is_caught_by_growth_alone(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A baseline can catch what the check alone lets through: a drift inside the tolerance."""
     assert main(["baseline", "save", "base.json"]) == 0
     case = project / "cases" / "product.toml"
@@ -274,3 +272,34 @@ def test_comparison_round_trips_through_the_report(project: Path) -> None:
     d = result.to_dict()
     assert d["passed"] is False and {r["kind"] for r in d["regressions"]} == {"now_fails", "growth"}
     assert d["compared"] == ["matmul[cpu-float64]", "product[cpu-float64]"]
+
+
+@pytest.mark.parametrize("mode", ["sample", "projection"])
+def test_sample_and_projection_reports_keep_the_numeric_error_for_the_noise_floor(
+    project: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    status, _, _ = run(capsys, "--mode", mode, "--elements", "3", "--directions", "2")
+    assert status == 0
+    data = json.loads((project / "out" / "report.json").read_text())
+    (mm,) = [c for c in data["cases"] if c["case"] == "matmul"]
+    assert mm["mode"] == mode
+    for i in mm["inputs"]:
+        assert isinstance(i["numeric_error"], float) and i["numeric_error"] > 0
+
+
+def test_a_change_of_mode_compares_only_the_elementwise_pairs(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["baseline", "save", "base.json"]) == 0  # full mode
+    case = project / "cases" / "matmul.toml"
+    case.write_text(case.read_text().replace("dW = dD @ X.T", "dW = 1.01 * (dD @ X.T)"))
+    capsys.readouterr()
+
+    def grew(out: str) -> set[str]:
+        return set(re.findall(r"REGRESSION matmul\S* input W: (\S+) difference grew", out))
+
+    # projection: numeric pairs hold projections now, elements then; manual-autograd still counts
+    status, out, _ = run(capsys, "--baseline", "base.json", "--mode", "projection")
+    assert status == 1 and grew(out) == {"manual-autograd"}, out
+    status, out, _ = run(capsys, "--baseline", "base.json")
+    assert status == 1 and grew(out) == {"manual-autograd", "manual-numeric"}, out

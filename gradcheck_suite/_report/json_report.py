@@ -148,9 +148,13 @@ def _input(i: InputResult) -> dict[str, Any]:
                 "values": {s: _value_at(g, p.worst) for s, g in i.grads.items()},
                 "numeric_error": _value_at(i.numeric_error, p.worst) if i.numeric_error is not None else None,
             }
+    # the largest estimate of what the numeric source compared: its checked elements (NaN
+    # marks those a sample left out) or, in projection mode, its directional derivatives
     numeric_error = None
-    if i.numeric_error is not None and i.numeric_error.size:
-        numeric_error = number(float(np.max(i.numeric_error)))
+    compared = i.projection_error if i.projections else i.numeric_error
+    if compared is not None:
+        finite = np.asarray(compared)[np.isfinite(compared)]
+        numeric_error = number(float(finite.max())) if finite.size else None
     return {
         "name": i.name,
         "shape": list(i.shape),
