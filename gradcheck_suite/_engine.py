@@ -24,7 +24,6 @@ from ._sources.numeric import (
     DEFAULT_MAX_MEMORY,
     NumericSettings,
     Progress,
-    numeric_gradients,
     numeric_gradients_at,
     resolve_mode,
 )
@@ -154,7 +153,7 @@ def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None
     )
 
 
-def _check_forward(case: Case, point: Mapping[str, np.ndarray]) -> None:
+def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at the input point") -> None:
     """Every output exists, is finite at ``point`` and has its upstream's shape: a located
     CaseError here beats a shape error from deep inside a source."""
     with np.errstate(all="ignore"):  # a NaN here becomes a CaseError, not a warning
@@ -164,7 +163,7 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray]) -> None:
             raise case.error(f"the forward produced no output `{o}`", key="forward")
         out = np.asarray(values[o], dtype=np.float64)
         if not np.all(np.isfinite(out)):
-            raise case.error(f"the output `{o}` is NaN or infinite at the input point", key="forward")
+            raise case.error(f"the output `{o}` is NaN or infinite {where}", key="forward")
         up = case.upstreams.get(o)
         if up is not None and up.shape != out.shape:
             raise case.error(
@@ -173,18 +172,25 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray]) -> None:
 
 
 def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients | None = None
+    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients, where: str
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
-    _check_forward(case, point)
+    _check_forward(case, point, where)
     results: list[Gradients] = []
     if case.backward is not None:
         results.append(manual_gradients(case, point, options.dtype))
     if case.autograd_forward is not None:  # else checked two ways; case.notes says so
         results.append(autograd_gradients(case, point, options.dtype, options.device))
-    results.append(numeric if numeric is not None else numeric_gradients(case, point, _numeric_settings(case, options)))
+    results.append(numeric)
     scale = gradient_scale(results)
     inputs = [judge_input(name, results, options.dtype, scale) for name in point]
     return inputs, {r.source: r for r in results}
+
+
+def _sample_where(case: Case, k: int, point: Mapping[str, np.ndarray]) -> str:
+    with np.printoptions(precision=4, threshold=6):
+        at = ", ".join(f"{n}={np.asarray(v)}" for n, v in point.items())
+    domain = "its [sweep] domain" if case.sweep and case.sweep.domain else "the default domain value +- max(|value|, 1)"
+    return f"at sample point {k} ({at}), drawn from {domain}: declare a [sweep] domain the function is defined on"
 
 
 def _verdict(inputs: list[InputResult]) -> tuple[str, str | None]:
@@ -242,7 +248,8 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     # every point's perturbations go through the forward program together, chunked by memory
     numerics = numeric_gradients_at(case, points, settings)
     for k, point in enumerate(points):
-        inputs, sources = _check_point(case, point, options, numerics[k])
+        where = "at the input point" if k == 0 else _sample_where(case, k, point)
+        inputs, sources = _check_point(case, point, options, numerics[k], where)
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)

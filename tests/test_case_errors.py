@@ -161,3 +161,12 @@ def test_a_file_name_that_is_no_case_name_says_so(cli, tmp_path: Path) -> None:
     path.write_text(GOOD.replace('name = "good"\n', ""))
     code, _, err = cli("run", str(path))
     assert code == 2 and "the file name `größe` is no case name: add `name = ...`" in err
+
+
+def test_a_sample_point_outside_the_functions_domain_is_named(cli, tmp_path: Path) -> None:
+    path = tmp_path / "logc.toml"
+    path.write_text(GOOD.replace("x = 2.0", "x = 0.5").replace("f = x * x", "f = log(x)"))
+    code, _, err = cli("run", str(path), "--samples", "20")
+    assert code == 2
+    assert re.search(r"NaN or infinite at sample point \d+ \(x=-", err), err
+    assert "declare a [sweep] domain" in err
