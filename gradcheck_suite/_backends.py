@@ -95,6 +95,10 @@ class Backend:
     def ones_like(self, a: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def settle(self, value: Any) -> Any:
+        """A statement's result in this backend's precision (see NumpyBackend)."""
+        return value
+
 
 def _squeeze_np(a: Any, axis: Any) -> Any:
     return np.squeeze(a, axis=axis)
@@ -150,6 +154,15 @@ class NumpyBackend(Backend):
 
     def _f(self, a: Any) -> Any:
         return a if isinstance(a, np.ndarray) else np.asarray(a, dtype=self.dtype)
+
+    def settle(self, value: Any) -> Any:
+        # numpy promotes float32 * int64 (an index or mask constant) to float64; a float32 check
+        # whose statements drift into float64 would measure nothing of float32 (torch keeps
+        # the float operand's dtype, so only numpy needs this)
+        if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f" and value.dtype != self.dtype:
+            if self.dtype.kind == "f":
+                return value.astype(self.dtype)
+        return value
 
     def asarray(self, value: Any) -> np.ndarray:
         return np.asarray(value, dtype=self.dtype)

@@ -119,11 +119,11 @@ class Program:
             try:
                 value = _Evaluator(values, backend).eval(s.expr)
                 if s.op == "=":
-                    values[s.target] = value
+                    values[s.target] = backend.settle(value)
                 elif s.op == "+=":
-                    values[s.target] = values[s.target] + value
+                    values[s.target] = backend.settle(values[s.target] + value)
                 else:
-                    values[s.target] = values[s.target] - value
+                    values[s.target] = backend.settle(values[s.target] - value)
                 if trace is not None:
                     trace.append((s, values[s.target]))
             except CaseError:

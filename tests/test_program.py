@@ -84,3 +84,12 @@ def test_a_runtime_shape_error_names_its_statement() -> None:
     with pytest.raises(CaseError) as info:
         prog.run({"W": np.ones((2, 3)), "x": np.ones(4)}, NumpyBackend())
     assert info.value.line == 6 and "shape mismatch" in str(info.value)
+
+
+def test_numpy_statements_stay_in_the_backends_dtype() -> None:
+    # numpy promotes float32 * int64 to float64; a float32 check must stay float32
+    prog = parse_program("t = x * m\nt += m\nL = sum(t * t)", key="forward", known=["x", "m"])
+    env = {"x": np.array([0.3, 0.6], dtype=np.float32), "m": np.array([1, 2], dtype=np.int64)}
+    values = prog.run(env, NumpyBackend("float32"))
+    assert values["t"].dtype == np.float32 and np.asarray(values["L"]).dtype == np.float32
+    assert prog.run(env, NumpyBackend("float64"))["t"].dtype == np.float64
