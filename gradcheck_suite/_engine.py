@@ -75,7 +75,13 @@ class CaseResult:
         if self.expect_failures:
             return "; ".join(self.expect_failures)
         bad = [i for i in self.inputs if i.verdict != "pass"]
-        return "; ".join(f"{i.name}: {i.reason}" for i in bad) or "all sources agree"
+        at = "; ".join(f"{i.name}: {i.reason}" for i in bad) or "all sources agree"
+        if self.samples is None:
+            return at
+        # a sweep's verdict counts every point; the inputs describe the worst one
+        c = self.samples.counts
+        counts = f"{c['pass']} of {self.samples.points} points pass, {c['fail']} fail, {c['inconclusive']} inconclusive"
+        return f"{counts}; at point {self.samples.worst}: {at}" if bad else f"{counts}; {at}"
 
 
 @dataclass
