@@ -91,10 +91,6 @@ class Case:
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
 
     @property
-    def id(self) -> str:
-        return self.name
-
-    @property
     def autograd_forward(self) -> Forward | None:
         """What the autograd source differentiates: the forward itself when torch can, else the
         reference; None when there is neither (the case is then checked two ways)."""
