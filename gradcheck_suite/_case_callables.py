@@ -280,9 +280,9 @@ class Backward:
     def longdouble(self) -> bool:
         """Whether the manual source can rerun it in long double to measure its rounding.
 
-        Only programs: torch has no long double, and numpy code often allocates float64 buffers
-        that would make the rerun measure nothing."""
-        return self.program is not None
+        Only a program after a program forward (the rerun runs both): torch has no long double,
+        and numpy code often allocates float64 buffers that would make the rerun measure nothing."""
+        return self.program is not None and self.forward.program is not None
 
     @property
     def label(self) -> str:

@@ -281,8 +281,8 @@ class _Detached:
 
 
 def _without_functions(result: CaseResult) -> CaseResult:
-    """``result`` with its case's callables (a lambda, a local function: not picklable) replaced
-    by their names, so an xdist worker can still send the fixture's result."""
+    """``result`` with its case's callables (a lambda, a local function, torch's max_pool2d:
+    not picklable) replaced by their names, so an xdist worker can still send the result."""
     case = result.case
 
     def detach(program: Any) -> Any:
@@ -290,7 +290,10 @@ def _without_functions(result: CaseResult) -> CaseResult:
             return None
         return _Detached(getattr(program, "label", "?"), getattr(program, "file", None), getattr(program, "line", None))
 
-    return replace(result, case=replace(case, forward=detach(case.forward), backward=detach(case.backward)))
+    detached = replace(
+        case, forward=detach(case.forward), backward=detach(case.backward), reference=detach(case.reference)
+    )
+    return replace(result, case=detached)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -347,7 +350,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     line = "gradcheck: " + render_summary(state.report)
     if state.unsent:
-        line += f" ({state.unsent} fixture result(s) could not be gathered from xdist workers)"
+        line += f" ({state.unsent} result(s) could not be gathered from xdist workers)"
     terminalreporter.write_line(line)
     if state.report_dir is not None:
         terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")

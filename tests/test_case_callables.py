@@ -394,3 +394,23 @@ def test_a_callable_writing_into_its_argument_does_not_move_the_point(tmp_path: 
     assert result.verdict == "pass", result.reason
     np.testing.assert_allclose(result.inputs[0].grads["manual"], [3.0, 4.0, 6.0])
     np.testing.assert_allclose(result.point["x"], [1.5, 2.0, 3.0])
+
+
+def test_a_torch_forward_with_a_program_backward_runs_in_float64(tmp_path: Path) -> None:
+    # the long double rerun that measures a program's rounding would run torch.tanh too
+    path = _write(
+        tmp_path,
+        "torch_tanh",
+        """
+        output = "out"
+        [inputs]
+        x = [0.3, -1.2, 2.0]
+        [forward]
+        callable = "torch.tanh"
+        [backward]
+        program = "dx = (1 - out * out) * dout"
+        """,
+    )
+    for dtype in ("float64", "float32"):
+        result = check_case(load_case(path), RunOptions(dtype=dtype))
+        assert result.verdict == "pass", result.reason

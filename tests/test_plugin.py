@@ -315,3 +315,16 @@ def test_xdist_gives_the_same_results(project: pytest.Pytester) -> None:
     # the controller's Report holds every worker's results, fixture results included
     assert parallel_report == serial_report
     assert serial_report["counts"] == {"pass": 2 * len(BUNDLED) - 2 + 1, "fail": 3, "inconclusive": 1, "error": 0}
+
+
+def test_a_result_whose_reference_is_a_torch_function_travels_between_xdist_processes() -> None:
+    import pickle
+
+    from gradcheck_suite import RunOptions, check_case, load_case
+    from gradcheck_suite.pytest_plugin import _without_functions
+
+    result = check_case(load_case(CASES / "layers" / "max_pool_naive.toml"), RunOptions())
+    with pytest.raises(Exception, match="pickle"):
+        pickle.dumps(result)  # torch.nn.functional.max_pool2d, its [reference]
+    back = pickle.loads(pickle.dumps(_without_functions(result)))
+    assert (back.case.name, back.verdict) == ("max_pool_naive", result.verdict)
