@@ -46,11 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     bl_sub = bl.add_subparsers(dest="baseline_command", required=True)
     save = bl_sub.add_parser("save", help="run the cases and store the report as a baseline")
     save.add_argument(
-        "file", nargs="?", type=Path, default=Path("reports/baseline.json"),
+        "file",
+        nargs="?",
+        type=Path,
+        default=Path("reports/baseline.json"),
         help="where to store it (default reports/baseline.json)",
     )
     save.add_argument(
-        "--cases", dest="paths", nargs="+", type=Path, default=[Path("cases")],
+        "--cases",
+        dest="paths",
+        nargs="+",
+        type=Path,
+        default=[Path("cases")],
         help="case files or folders (default cases/)",
     )
     save.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
@@ -63,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print each step's value and each gradient of one case")
     sh.add_argument("case", help="the case's name")
     sh.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
-    add_argparse_options(sh)
+    add_argparse_options(sh, leave_out=("samples",))  # show prints the case's own point
     return p
 
 
@@ -80,13 +87,19 @@ def _growth_factor(text: str) -> float:
 def _add_report_options(r: argparse.ArgumentParser) -> None:
     g = r.add_argument_group("reports and baselines")
     g.add_argument(
-        "--report-dir", type=Path, default=Path("reports"), metavar="DIR",
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
         help="write report.json, junit.xml and summary.md here (default reports/)",
     )
     g.add_argument("--no-reports", action="store_true", help="write no report files")
     g.add_argument("--baseline", type=Path, metavar="FILE", help="fail on regressions against this stored report")
     g.add_argument(
-        "--max-growth", type=_growth_factor, default=baseline.DEFAULT_MAX_GROWTH, metavar="X",
+        "--max-growth",
+        type=_growth_factor,
+        default=baseline.DEFAULT_MAX_GROWTH,
+        metavar="X",
         help=f"with --baseline: the factor a difference may grow by (default {baseline.DEFAULT_MAX_GROWTH:g})",
     )
 
@@ -113,6 +126,13 @@ def _run(args: argparse.Namespace) -> int:
     stored = baseline.load(args.baseline) if args.baseline is not None else None
     options = run_options(vars(args))
     report = run(args.paths, options, args.pattern)
+    if args.pattern and not report.results and not report.errors:
+        # a -k that selects nothing is a typo more often than an intent, as pytest holds too
+        print(
+            f"gradcheck: error: no case under {', '.join(map(str, args.paths))} matches -k {args.pattern!r}",
+            file=sys.stderr,
+        )
+        return 2
     if report.results:
         print(render_table(report))
     if args.verbose:

@@ -42,9 +42,10 @@ class CaseError(GradcheckError):
         return where
 
     def __str__(self) -> str:
-        parts = [self.location]
+        # an error about no file in particular (no such case, a Python callable) has no place
+        parts = [self.location] if self.file is not None or self.line is not None else []
         if self.case:
             parts.append(f"case {self.case!r}")
         if self.key:
             parts.append(f"[{self.key}]")
-        return ": ".join(parts) + ": " + self.message
+        return ": ".join([*parts, self.message])

@@ -92,8 +92,10 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def add_argparse_options(parser: argparse.ArgumentParser) -> None:
+def add_argparse_options(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     for o in OPTIONS:
+        if o.name in leave_out:
+            continue
         parser.add_argument(f"--{o.flag}", dest=o.name, default=o.default, type=o.type, choices=o.choices, help=o.help)
 
 

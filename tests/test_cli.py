@@ -88,3 +88,16 @@ def test_console_script_runs_from_the_repository_root() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{BUNDLED} pass" in proc.stdout
+
+
+def test_a_pattern_that_selects_nothing_is_an_error(cli) -> None:
+    code, out, err = cli("run", str(CASES), "-k", "zzz", "--no-reports")
+    assert code == 2 and out == ""
+    assert "no case under" in err and "matches -k 'zzz'" in err
+
+
+def test_show_has_no_samples_option_and_names_no_placeholder(cli) -> None:
+    code, _, err = cli("show", "product", str(CASES), "--samples", "3")
+    assert code == 2 and "unrecognized arguments: --samples" in err
+    code, _, err = cli("show", "nosuch", str(CASES))
+    assert code == 2 and err.startswith("gradcheck: error: no case named 'nosuch'")

@@ -50,6 +50,14 @@ def _verdict_text(r: CaseResult, i: InputResult | None = None) -> str:
     return text
 
 
+def _at_point(r: CaseResult, i: InputResult) -> str:
+    """A sweep's rows show its worst point: say which, when it is not the case's own and the
+    row would otherwise read as the case's verdict."""
+    if r.samples is None or r.samples.worst == 0 or i.verdict == "pass":
+        return ""
+    return f" at point {r.samples.worst}"
+
+
 def render_table(report: Report) -> str:
     rows = []
     for r in report.results:
@@ -64,7 +72,7 @@ def render_table(report: Report) -> str:
                     _numeric_text(r, i),
                     check_text(r, i.name),
                     f"{i.max_rel:.2e}",
-                    _verdict_text(r, i),
+                    _verdict_text(r, i) + _at_point(r, i),
                 ]
             )
     headers = ["case", "input", "manual", "autograd", "numeric", "check", "max rel diff", "verdict"]

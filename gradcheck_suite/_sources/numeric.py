@@ -315,9 +315,11 @@ def numeric_gradients(case: Case, point: Mapping[str, np.ndarray], settings: Num
 
 def _check_method(case: Case, method: str) -> None:
     if method == "complex-step" and not case.forward.analytic:
+        kinked = sorted(case.forward.functions & NON_ANALYTIC)
+        why = f"this one calls {', '.join(kinked)}" if kinked else "this one is a Python callable"
         raise case.error(
-            "the complex step needs an analytic forward program; this one calls "
-            + ", ".join(sorted(case.forward.functions & NON_ANALYTIC)),
+            f"the complex step needs an analytic forward program; {why} (--numeric auto picks"
+            " Richardson for it)",
             key="forward",
         )
 
