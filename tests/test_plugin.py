@@ -181,6 +181,9 @@ def test_one_item_per_device_and_dtype_with_reportinfo_and_marker(project: pytes
     assert domain == "gradcheck: product[cpu-float32]"
     assert item.get_closest_marker("gradcheck") is not None
     project.runpytest("-m", "gradcheck").assert_outcomes(passed=len(BUNDLED))
+    # the summary names the dtype that ran, not the first one listed
+    result = project.runpytest("--gradcheck-dtype=float64,float32", "-k", "matmul and float32")
+    result.stdout.fnmatch_lines(["gradcheck: 1 case(s): 1 pass, * (cpu, float32, *"])
 
 
 def test_options_are_validated(project: pytest.Pytester) -> None:

@@ -200,8 +200,11 @@ def render_summary(report: Report) -> str:
     o = report.options
     parts = [f"{c['pass']} pass", f"{c['fail']} fail", f"{c['inconclusive']} inconclusive", f"{c['error']} error"]
     total = len(report.results) + len(report.errors)
+    # what ran, which the pytest plugin's lists of devices and dtypes make more than one each
+    devices = ",".join(dict.fromkeys(r.device for r in report.results)) or o.device
+    dtypes = ",".join(dict.fromkeys(r.dtype for r in report.results)) or o.dtype
     return (
         f"{total} case(s): "
         + ", ".join(parts)
-        + f" in {report.seconds:.2f} s ({o.device}, {o.dtype}, numeric {o.numeric}, mode {o.mode})"
+        + f" in {report.seconds:.2f} s ({devices}, {dtypes}, numeric {o.numeric}, mode {o.mode})"
     )
