@@ -121,9 +121,10 @@ def _from_library(value: Any, backend: Backend) -> Any:
 
 @dataclass(frozen=True)
 class CallTarget:
-    """A callable named by a case file, with how to call it."""
+    """A callable named by a case file (or handed to :func:`gradcheck_suite.check`), with how
+    to call it."""
 
-    target: str  # as written: "package.module:function"
+    target: str  # as written: "package.module:function" (check(): the function's name)
     fn: Any
     args: tuple[str, ...]
     kwargs: Mapping[str, Any]
@@ -133,6 +134,11 @@ class CallTarget:
     case: str = ""
     file: Path | None = None
     line: int | None = None
+    # check()'s protocol: the inputs go by name, fn(**inputs) and backward(dout, **inputs);
+    # the caller promises that fn runs under vmap, and may declare it analytic
+    keywords: bool = False
+    vmap: bool = False
+    analytic: bool = False
 
     @property
     def is_function(self) -> bool:
@@ -147,38 +153,67 @@ class CallTarget:
             case=self.case,
         )
 
-    def invoke(self, args: Sequence[Any]) -> Any:
+    def invoke(self, args: Sequence[Any], named: Mapping[str, Any] | None = None) -> Any:
         fn = self.fn.apply if self.is_function else self.fn
         try:
             if self.is_function:
                 # autograd.Function.apply takes no keywords: literal kwargs follow positionally
                 return fn(*args, *self.kwargs.values())
-            return fn(*args, **self.kwargs)
+            return fn(*args, **(named or {}), **self.kwargs)
         except CaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code: report it against the case
-            raise self.error(f"raised {type(exc).__name__}: {exc}") from exc
+            how = " under torch.func.vmap (the numeric source batches its calls)" if _batched(args, named) else ""
+            raise self.error(f"raised {type(exc).__name__}{how}: {exc}") from exc
+
+
+def _batched(args: Sequence[Any], named: Mapping[str, Any] | None) -> bool:
+    # Only words the error message: a private helper, so its absence just drops the hint.
+    is_batched = getattr(torch._C._functorch, "is_batchedtensor", None)
+    values = [*args, *(named or {}).values()]
+    return is_batched is not None and any(isinstance(v, torch.Tensor) and is_batched(v) for v in values)
 
 
 def _split(result: Any, names: Sequence[str], call: CallTarget, what: str) -> dict[str, Any]:
     """A callable's result (one value, a tuple/list, or a dict) as ``{name: value}``."""
     if isinstance(result, Mapping):
         found = {}
+        known: set[Any] = set()
         for n in names:
-            for k in (n, n[1:] if n.startswith("d") else n):
+            aliases = (n, n[1:]) if n.startswith("d") else (n,)  # a gradient by `dx` or by `x`
+            known.update(aliases)
+            for k in aliases:
                 if k in result:
                     found[n] = result[k]
                     break
             else:
                 raise call.error(f"returned a dict without `{n}` (keys: {', '.join(map(str, result))})")
-        return found
-    if len(names) == 1 and not isinstance(result, (tuple, list)):
-        return {names[0]: result}
-    if not isinstance(result, (tuple, list)):
-        raise call.error(f"returned one {type(result).__name__}, expected {len(names)} {what} ({', '.join(names)})")
-    if len(result) != len(names):
+        extra = [str(k) for k in result if k not in known]
+        if extra:
+            raise call.error(f"returned a dict with unknown key(s) {', '.join(f'`{k}`' for k in extra)}")
+    elif len(names) == 1 and not isinstance(result, (tuple, list)):
+        found = {names[0]: result}
+    elif not isinstance(result, (tuple, list)):
+        raise call.error(
+            f"returned one {type(result).__name__}, expected {len(names)} {what} ({', '.join(names)});"
+            " return a tuple in that order or a dict"
+        )
+    elif len(result) != len(names):
         raise call.error(f"returned {len(result)} {what}, expected {len(names)} ({', '.join(names)})")
-    return dict(zip(names, result, strict=True))
+    else:
+        found = dict(zip(names, result, strict=True))
+    for n, v in found.items():
+        if v is None:
+            raise call.error(f"returned None for `{n}`")
+    return found
+
+
+def _one_real_tensor(result: Any, call: CallTarget, backend: Backend) -> None:
+    """check()'s forward returns one real tensor (complex only for the complex step)."""
+    if not isinstance(result, torch.Tensor):
+        raise call.error(f"must return one torch tensor, not {type(result).__name__}")
+    if result.is_complex() and not (isinstance(backend, TorchBackend) and backend.dtype.is_complex):
+        raise call.error("returned a complex tensor for real inputs; only real outputs are checked")
 
 
 @dataclass(frozen=True)
@@ -207,8 +242,11 @@ class Forward:
 
     @property
     def analytic(self) -> bool:
-        # A callable may be anything, kinks included: finite differences with kink detection.
-        return self.program.analytic if self.program else False
+        # A callable may be anything, kinks included (finite differences with kink detection),
+        # unless check()'s caller declares it analytic.
+        if self.program:
+            return self.program.analytic
+        return self.call is not None and self.call.analytic
 
     @property
     def functions(self) -> frozenset[str]:
@@ -216,8 +254,9 @@ class Forward:
 
     @property
     def vmap(self) -> bool:
-        """Whether ``run`` works inside ``torch.func.vmap`` (programs do; callables may not)."""
-        return self.program is not None
+        """Whether ``run`` works inside ``torch.func.vmap`` (programs do; callables may not,
+        unless check()'s protocol promises it)."""
+        return self.program is not None or (self.call is not None and self.call.vmap)
 
     @property
     def torch_differentiable(self) -> bool:
@@ -246,7 +285,11 @@ class Forward:
             args = [_to_library(values[n], call.array) for n in call.args]
         except TypeError as exc:
             raise call.error(str(exc)) from None
-        result = call.invoke(args)
+        if call.keywords:
+            result = call.invoke([], dict(zip(call.args, args, strict=True)))
+            _one_real_tensor(result, call, backend)
+        else:
+            result = call.invoke(args)
         names = list(self.outputs)
         if call.returns == "cache":
             names.append("cache")
@@ -319,7 +362,11 @@ class Backward:
                 args = [_to_library(env[n], call.array) for n in names]
             except TypeError as exc:
                 raise call.error(str(exc)) from None
-            result = call.invoke(args)
+            if call.keywords:  # backward(dout, **inputs)
+                inputs = dict(zip(self.inputs, args[len(douts) :], strict=True))
+                result = call.invoke(args[: len(douts)], inputs)
+            else:
+                result = call.invoke(args)
             grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
         return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
 

@@ -1,19 +1,37 @@
 """``gradcheck_suite.check``: the three-way check of a Python function, for a user's own tests.
 
-It builds a :class:`Case` from callables (see :mod:`gradcheck_suite._callables` for the
-calling protocol) and runs it through the same engine as case files and the CLI, so the
-verdict, the odd one out and the tables are the same.
+It builds a :class:`Case` whose forward and backward are the user's functions, through the
+same callable layer as a case file's ``callable = ...`` (:mod:`gradcheck_suite._case_callables`),
+and runs it through the same engine as case files and the CLI, so the verdict, the odd one
+out and the tables are the same. The calling protocol:
+
+* ``fn(**inputs)`` is a torch function returning one real tensor. The autograd source calls it
+  on leaf tensors in the check's dtype and device; the numeric source calls it under
+  :func:`torch.func.vmap` in float64, so it must be vmappable: no ``.item()``, no in-place
+  writes into its inputs, no Python control flow on tensor values.
+* ``backward(grad_output, **inputs)`` returns the gradients as a dict by input name (or
+  ``d<name>``), a tuple in the inputs' order, or one gradient for one input. Inputs arrive as
+  tensors (copies) in the check's dtype on the CPU.
+* A Python function cannot be inspected as a program can, so it counts as analytic only when
+  the caller says so (``analytic=True``); otherwise numeric ``auto`` takes Richardson
+  differences with kink detection rather than the complex step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from ._callables import Backward, Forward, callable_case
+import numpy as np
+import torch
+
+from ._case import Case
+from ._case_callables import Backward, CallTarget, Forward
 from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device
-from ._errors import UsageError
+from ._errors import CaseError, UsageError
 from ._report.terminal import render_case_detail, render_table
 from ._sources.numeric import DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
 
@@ -78,10 +96,10 @@ class CheckResult(CaseResult):
 
 
 def check(
-    fn: Forward,
+    fn: Callable[..., torch.Tensor],
     inputs: Mapping[str, Any],
     *,
-    backward: Backward | None = None,
+    backward: Callable[..., Any] | None = None,
     upstream: Any = None,
     dtype: str = "float64",
     device: str = "cpu",
@@ -130,3 +148,107 @@ def check(
         directions=directions,
     )
     return CheckResult.of(check_case(case, options))
+
+
+def _label(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _where(fn: Callable[..., Any]) -> tuple[Path | None, int | None]:
+    """The file and first line of ``fn``'s definition, so errors point at the user's code."""
+    try:
+        target = inspect.unwrap(fn)
+        file = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return None, None
+    return (Path(file) if file else None), line
+
+
+def output_name(inputs: list[str]) -> str:
+    """A name for the output that no input has (the backward receives ``d<output>``)."""
+    name = "out"
+    while name in inputs:
+        name += "_"
+    return name
+
+
+def to_point(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Input values (tensors, arrays, numbers) as the float64 point a Case holds."""
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise CaseError("inputs must be a non-empty mapping {name: value}", key="inputs")
+    point: dict[str, np.ndarray] = {}
+    for name, value in inputs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CaseError(f"input name {name!r} is not an identifier (inputs are passed as keywords)", key="inputs")
+        if isinstance(value, torch.Tensor):
+            if value.is_complex():
+                raise CaseError(f"input `{name}` is complex; only real inputs are checked", key="inputs")
+            value = value.detach().to("cpu", torch.float64).numpy()
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CaseError(f"input `{name}` is not an array of real numbers", key="inputs") from None
+        if array.size == 0 or not np.all(np.isfinite(array)):
+            raise CaseError(f"input `{name}` is empty, NaN or infinite", key="inputs")
+        point[name] = array
+    return point
+
+
+def callable_case(
+    fn: Callable[..., torch.Tensor],
+    inputs: Mapping[str, Any],
+    *,
+    backward: Callable[..., Any] | None = None,
+    upstream: Any = None,
+    analytic: bool = False,
+    name: str | None = None,
+) -> Case:
+    """A :class:`Case` whose forward (and backward) are Python functions (the module's protocol)."""
+    if not callable(fn):
+        raise CaseError(f"fn must be callable, not {type(fn).__name__}")
+    if backward is not None and not callable(backward):
+        raise CaseError(f"backward must be callable, not {type(backward).__name__}")
+    point = to_point(inputs)
+    names = list(point)
+    output = output_name(names)
+    label = _label(fn)
+    case_name = name or label
+
+    def target(f: Callable[..., Any], role: str, args: tuple[str, ...]) -> CallTarget:
+        file, line = _where(f)
+        return CallTarget(
+            target=_label(f),
+            fn=f,
+            args=args,
+            kwargs={},
+            array="torch",
+            role=role,
+            case=case_name,
+            file=file,
+            line=line,
+            keywords=True,
+            vmap=True,
+            analytic=analytic,
+        )
+
+    forward = Forward(program=None, call=target(fn, "forward", tuple(names)), outputs=(output,))
+    back = None
+    if backward is not None:
+        call = target(backward, "backward", (f"d{output}", *names))
+        back = Backward(program=None, call=call, inputs=tuple(names), outputs=(output,), forward=forward)
+    up = None if upstream is None else to_point({"upstream": upstream})["upstream"]
+    file, line = _where(fn)
+    return Case(
+        name=case_name,
+        description=(inspect.getdoc(fn) or "").split("\n", 1)[0],
+        file=file or Path("<callable>"),
+        line=line,
+        output=output,
+        inputs=point,
+        forward=forward,
+        backward=back,
+        upstream=up,
+        outputs=(output,),
+        upstreams={output: up},
+    )
