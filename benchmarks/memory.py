@@ -24,9 +24,9 @@ RESULT = {{}}
 RUN = f"""
 import time
 from gradcheck_suite import load_case, RunOptions, check_case
-from gradcheck_suite._sources.numeric import _Objective, evaluation_cost
+from gradcheck_suite._sources.numeric import Objective, evaluation_cost
 case = load_case({CASE!r})
-obj = _Objective(case, [case.inputs], "cpu", complex_=True)
+obj = Objective(case, [case.inputs], "cpu", complex_=True)
 _, _, forward = obj.probe()
 per_eval = evaluation_cost(obj, "x", forward)
 start = time.perf_counter()

@@ -18,8 +18,8 @@ from gradcheck_suite._sources.manual import manual_gradients
 from gradcheck_suite._sources.numeric import (
     AUTO_FULL_ELEMENTS,
     NumericSettings,
-    _Objective,
-    _Runner,
+    Objective,
+    Runner,
     evaluation_cost,
     numeric_gradients,
     numeric_gradients_at,
@@ -254,11 +254,11 @@ class _Allocations(TorchDispatchMode):
 @pytest.mark.parametrize("mode", ["full", "projection"])
 def test_the_memory_estimate_bounds_what_a_chunk_allocates(matmul, mode: str) -> None:
     case = matmul(24)
-    obj = _Objective(case, [case.inputs], "cpu", complex_=True)
+    obj = Objective(case, [case.inputs], "cpu", complex_=True)
     _, _, forward_bytes = obj.probe()
     per_eval = evaluation_cost(obj, "X", forward_bytes, direction=mode == "projection")
     budget = 20 * per_eval
-    runner = _Runner(obj, forward_bytes, budget, None, 0)
+    runner = Runner(obj, forward_bytes, budget, None, 0)
     assert runner.chunk("X", mode == "projection") == 20
     rows = 20
     with _Allocations() as alloc:

@@ -1,0 +1,40 @@
+"""The numeric source: finite differences (or the complex step) of the forward alone.
+
+One job per module: ``steps`` (step sizes), ``runner`` (batched evaluation of phi),
+``differences`` (stencils, extrapolation, error estimates and the kink test), ``projection``
+(directional derivatives for large inputs) and ``source`` (the check modes, the public entry).
+"""
+
+from .runner import Objective, Progress, Runner, evaluation_cost
+from .source import (
+    AUTO_FULL_ELEMENTS,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_ELEMENTS,
+    DEFAULT_MAX_MEMORY,
+    MODES,
+    NumericSettings,
+    numeric_gradients,
+    numeric_gradients_at,
+    planned_evaluations,
+    resolve_mode,
+)
+from .steps import METHODS, resolve_method
+
+__all__ = [
+    "AUTO_FULL_ELEMENTS",
+    "DEFAULT_DIRECTIONS",
+    "DEFAULT_ELEMENTS",
+    "DEFAULT_MAX_MEMORY",
+    "METHODS",
+    "MODES",
+    "NumericSettings",
+    "Objective",
+    "Progress",
+    "Runner",
+    "evaluation_cost",
+    "numeric_gradients",
+    "numeric_gradients_at",
+    "planned_evaluations",
+    "resolve_method",
+    "resolve_mode",
+]

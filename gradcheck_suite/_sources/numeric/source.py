@@ -1,0 +1,207 @@
+"""The numeric source: finite differences (or the complex step) of the forward program alone.
+
+Every method reports an estimate of its own absolute error per element, so a verdict can
+be judged against evidence instead of a fixed tolerance. Every evaluation of phi is batched:
+the perturbed copies of an input (for every element, offset, direction and sample point) go
+through the forward program as one ``torch.func.vmap`` call per chunk, and chunks are sized
+from a measured per-evaluation memory cost so that one chunk stays within ``max_memory``.
+Evaluation is always in float64 (complex128 for the complex step) whatever the check's dtype.
+
+Three check modes decide which perturbations are made:
+
+* ``full``: every element of every input (one evaluation per element for the complex step,
+  six for Richardson, four for central differences);
+* ``sample``: ``elements`` random elements per input (as cs231n's ``grad_check_sparse``);
+* ``projection``: ``directions`` directional derivatives per input along random directions
+  ``w`` (Rademacher signs times a power of two per element), to be compared with the
+  analytic gradient projected on ``w``. A wrong element k moves the projection by its error
+  times ``|w_k| >= 1`` in every direction, so one direction already sees it; more directions
+  only guard against several wrong elements cancelling (probability 2^-K for two).
+
+Steps are powers of two so that ``x + h`` and ``x - h`` are exact for ordinary ``x``; the
+step actually taken is recomputed as ``(x + h) - x`` regardless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..._backends import NON_ANALYTIC
+from ..._case import Case
+from .. import Gradients, Projection
+from .differences import complex_step, differences
+from .projection import project_complex, project_differences
+from .runner import Objective, Progress, Runner
+from .steps import EPS, resolve_method, step_multipliers
+
+__all__ = [
+    "AUTO_FULL_ELEMENTS",
+    "DEFAULT_DIRECTIONS",
+    "DEFAULT_ELEMENTS",
+    "DEFAULT_MAX_MEMORY",
+    "MODES",
+    "NumericSettings",
+    "numeric_gradients",
+    "numeric_gradients_at",
+    "planned_evaluations",
+    "resolve_mode",
+]
+
+MODES = ("auto", "full", "sample", "projection")
+DEFAULT_MAX_MEMORY = 1 << 30  # bytes for one batch of perturbed evaluations
+DEFAULT_ELEMENTS = 16
+DEFAULT_DIRECTIONS = 4
+# `--mode auto` checks every element while the inputs of a case hold at most this many
+# elements together, and projects above. A full check costs one forward pass per element
+# (six with Richardson); at 2^14 elements a 128x128 matmul-sized program still takes
+# seconds on two cores, and beyond it the cost grows with the square of the size.
+AUTO_FULL_ELEMENTS = 1 << 14
+
+
+@dataclass(frozen=True)
+class NumericSettings:
+    method: str = "auto"
+    device: str = "cpu"
+    max_memory: int = DEFAULT_MAX_MEMORY
+    mode: str = "full"
+    elements: int = DEFAULT_ELEMENTS
+    directions: int = DEFAULT_DIRECTIONS
+    seed: int = 0
+    progress: Progress | None = None
+
+
+def resolve_mode(mode: str, sizes: Mapping[str, int]) -> str:
+    """``auto`` is ``full`` up to AUTO_FULL_ELEMENTS input elements in all, else ``projection``."""
+    if mode == "auto":
+        return "full" if sum(sizes.values()) <= AUTO_FULL_ELEMENTS else "projection"
+    return mode
+
+
+def numeric_gradients(case: Case, point: Mapping[str, np.ndarray], settings: NumericSettings) -> Gradients:
+    return numeric_gradients_at(case, [point], settings)[0]
+
+
+def _check_method(case: Case, method: str) -> None:
+    if method == "complex-step" and not case.forward.analytic:
+        kinked = sorted(case.forward.functions & NON_ANALYTIC)
+        why = f"this one calls {', '.join(kinked)}" if kinked else "this one is a Python callable"
+        raise case.error(
+            f"the complex step needs an analytic forward program; {why} (--numeric auto picks Richardson for it)",
+            key="forward",
+        )
+
+
+def _selected(case: Case, mode: str, settings: NumericSettings) -> dict[str, np.ndarray]:
+    """The flat indices each input checks in full and sample mode."""
+    rng = np.random.default_rng(settings.seed)
+    chosen = {}
+    for name, x in case.inputs.items():
+        n = int(np.asarray(x).size)
+        if mode == "sample" and settings.elements < n:
+            chosen[name] = np.sort(rng.choice(n, settings.elements, replace=False))
+        else:
+            chosen[name] = np.arange(n)
+    return chosen
+
+
+def planned_evaluations(case: Case, points: int, settings: NumericSettings) -> int:
+    """How many evaluations of phi a numeric call will make (for progress)."""
+    method = resolve_method(settings.method, case.forward.analytic)
+    mode = resolve_mode(settings.mode, {k: int(np.asarray(v).size) for k, v in case.inputs.items()})
+    per = 1 if method == "complex-step" else 2 * len(step_multipliers(method, not case.forward.analytic))
+    if mode == "projection":
+        return points * (1 + len(case.inputs) * (settings.directions * per + (1 if method == "complex-step" else 0)))
+    return points * (1 + per * sum(len(v) for v in _selected(case, mode, settings).values()))
+
+
+def numeric_gradients_at(
+    case: Case, points: Sequence[Mapping[str, np.ndarray]], settings: NumericSettings
+) -> list[Gradients]:
+    """The numeric source at every point of ``points``, every evaluation batched across points."""
+    start = time.perf_counter()
+    analytic = case.forward.analytic
+    method = resolve_method(settings.method, analytic)
+    _check_method(case, method)
+    sizes = {k: int(np.asarray(v).size) for k, v in points[0].items()}
+    mode = resolve_mode(settings.mode, sizes)
+    obj = Objective(case, points, settings.device, complex_=method == "complex-step")
+    phi0, scale0, forward_bytes = obj.probe()
+    runner = Runner(
+        obj, forward_bytes, settings.max_memory, settings.progress, planned_evaluations(case, len(points), settings)
+    )
+    P = len(points)
+    if P == 1:
+        f0, phi_scale = np.array([phi0]), np.array([scale0])
+        runner._tick(1)
+    else:
+        fz, phi_scale, _ = runner.run(None, np.arange(P), np.zeros(P), magnitudes=True)
+        f0 = fz.real
+    detect = method != "complex-step" and not analytic
+    out = [
+        Gradients("numeric", {}, "float64", settings.device, error={}, kinks={}, method=method, mode=mode)
+        for _ in range(P)
+    ]
+    chosen = _selected(case, mode, settings) if mode != "projection" else {}
+    rng = np.random.default_rng(settings.seed)
+    for name in obj.names:
+        shape = np.asarray(points[0][name]).shape
+        X = np.stack([np.asarray(p[name], dtype=np.float64).reshape(-1) for p in points])  # (P, n)
+        if mode == "projection":
+            K = settings.directions
+            signs = rng.choice(np.array([-1.0, 1.0]), size=(K, X.shape[1]))
+            if method == "complex-step":
+                proj = project_complex(runner, name, X, signs)
+            else:
+                proj = project_differences(runner, name, X, signs, method, phi_scale, f0 if detect else None)
+            for p, g in enumerate(out):
+                d, e, k, w = proj[p]
+                g.projections = g.projections or {}
+                g.projections[name] = Projection(w.reshape(K, *shape), d, e, k)
+                g.values[name] = np.full(shape, np.nan)
+                assert g.error is not None and g.kinks is not None
+                g.error[name] = np.full(shape, np.nan)
+                g.kinks[name] = np.zeros(shape, dtype=bool)
+                g.checked = g.checked or {}
+                g.checked[name] = np.zeros(shape, dtype=bool)
+            continue
+        idx = chosen[name]
+        if method == "complex-step":
+            d, e = complex_step(runner, name, X, idx, phi_scale)
+            kink = np.zeros(d.shape, dtype=bool)
+        else:
+            d, e, kink = differences(runner, name, X, idx, method, phi_scale, f0 if detect else None)
+        for p, g in enumerate(out):
+            values = np.full(X.shape[1], np.nan)
+            errors = np.full(X.shape[1], np.nan)
+            kinks = np.zeros(X.shape[1], dtype=bool)
+            values[idx], errors[idx], kinks[idx] = d[p], e[p], kink[p]
+            g.values[name] = values.reshape(shape)
+            assert g.error is not None and g.kinks is not None
+            g.error[name] = errors.reshape(shape)
+            g.kinks[name] = kinks.reshape(shape)
+            if mode == "sample":
+                mask = np.zeros(X.shape[1], dtype=bool)
+                mask[idx] = True
+                g.checked = g.checked or {}
+                g.checked[name] = mask.reshape(shape)
+    if method == "complex-step" and mode != "projection":
+        # A derivative that cancels to near zero still carries the rounding of the terms it
+        # cancelled; the case's largest derivative at the point stands in for them, as in
+        # _compare's rule (benchmarks/numerics.py found the estimate 2.2x short without it).
+        for g in out:
+            finite = [np.abs(v[np.isfinite(v)]) for v in g.values.values()]
+            scale = max((float(f.max()) for f in finite if f.size), default=0.0)
+            assert g.error is not None
+            g.error = {k: e + 16 * EPS * scale for k, e in g.error.items()}
+    if settings.device != "cpu":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / P
+    for g in out:
+        g.seconds = seconds
+        g.notes.append(f"{runner.done} evaluations of phi in chunks of at most {runner.largest_chunk}")
+    return out
