@@ -35,8 +35,17 @@ from ._program import Program, parse_program
 __all__ = ["Case", "Expected", "Sweep", "load_case", "load_cases"]
 
 _TOP_KEYS = {
-    "name", "description", "output", "upstream", "inputs", "constants", "forward", "backward", "reference",
-    "expect", "sweep",
+    "name",
+    "description",
+    "output",
+    "upstream",
+    "inputs",
+    "constants",
+    "forward",
+    "backward",
+    "reference",
+    "expect",
+    "sweep",
 }
 _PROGRAM_KEYS = {"program"}
 _CALL_KEYS = {"callable", "args", "kwargs", "array", "returns"}
@@ -218,193 +227,275 @@ def load_case(path: Path | str) -> Case:
     return _build(path, data, _Lines(text))
 
 
-def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
-    name = data.get("name", path.stem)
+class _Reader:
+    """One case file being read: the parsed TOML, its lines, and what earlier sections found.
 
-    def err(message: str, table: str = "", key: str | None = None) -> CaseError:
+    Each ``_read_*`` function below reads one part of the file into these fields; ``_SECTIONS``
+    runs them in order, so a later section can rely on an earlier one (the backward on the
+    forward's names, ``[expect]`` on both).
+    """
+
+    def __init__(self, path: Path, data: dict[str, Any], lines: _Lines) -> None:
+        self.path, self.data, self.lines = path, data, lines
+        self.name: str = data.get("name", path.stem)
+        self.outputs: tuple[str, ...] = ()
+        self.inputs: dict[str, np.ndarray] = {}
+        self.constants: dict[str, Constant] = {}
+        self.forward: Forward | None = None
+        self.reference: Forward | None = None
+        self.upstreams: dict[str, np.ndarray | None] = {}
+        self.backward: Backward | None = None
+        self.expect: dict[str, Expected] = {}
+        self.sweep: Sweep | None = None
+        self.description = ""
+
+    def err(self, message: str, table: str = "", key: str | None = None) -> CaseError:
         label = f"{table}.{key}" if table and key else (table or key)
-        return CaseError(message, file=path, line=lines.line(table, key), key=label, case=name)
+        return CaseError(message, file=self.path, line=self.lines.line(table, key), key=label, case=self.name)
 
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        if "name" not in data:
-            raise err(f"the file name `{path.stem}` is no case name: add `name = ...` (letters, digits, '_', '.', '-')")
-        raise err("`name` must be letters, digits, '_', '.' or '-'", "", "name")
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise err(f"unknown key `{key}` (allowed: {', '.join(sorted(_TOP_KEYS))})", "", key)
-    for required in ("output", "inputs", "forward"):
-        if required not in data:
-            raise CaseError(f"missing required key `{required}`", file=path, key=required, case=name)
-    raw_output = data["output"]
-    if isinstance(raw_output, str):
-        outputs: tuple[str, ...] = (raw_output,)
-    elif (
-        isinstance(raw_output, list)
-        and raw_output
-        and all(isinstance(o, str) for o in raw_output)
-        and len(set(raw_output)) == len(raw_output)
-    ):
-        outputs = tuple(raw_output)
-    else:
-        raise err("`output` must be the name of a forward variable or a list of distinct names", "", "output")
-    output = outputs[0]
+    @property
+    def program_names(self) -> list[str]:
+        # parameter dicts are for callables; a program sees arrays and numbers only
+        return [*self.inputs, *(k for k, v in self.constants.items() if not isinstance(v, dict))]
 
-    raw_inputs = data["inputs"]
-    if not isinstance(raw_inputs, dict) or not raw_inputs:
-        raise err("`[inputs]` must be a table with at least one input", "inputs")
-    inputs: dict[str, np.ndarray] = {}
-    for iname, spec in raw_inputs.items():
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", iname):
-            raise err(f"input name `{iname}` is not a plain identifier", "inputs", iname)
-        inputs[iname] = _value(spec, iname, lambda m, k=iname: err(m, "inputs", k))
+    @property
+    def integers(self) -> list[str]:
+        return [k for k, v in self.constants.items() if isinstance(v, int)]
 
-    raw_constants = data.get("constants", {})
-    if not isinstance(raw_constants, dict):
-        raise err("`[constants]` must be a table", "constants")
-    constants: dict[str, Constant] = {}
-    for cname, spec in raw_constants.items():
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", cname):
-            raise err(f"constant name `{cname}` is not a plain identifier", "constants", cname)
-        if cname in inputs:
-            raise err(f"`{cname}` is both an input and a constant", "constants", cname)
-        constants[cname] = _constant(spec, cname, lambda m, k=cname: err(m, "constants", k))
-    # parameter dicts are for callables; a program sees arrays and numbers only
-    program_names = [*inputs, *(k for k, v in constants.items() if not isinstance(v, dict))]
-    integers = [k for k, v in constants.items() if isinstance(v, int)]
-    all_names = [*inputs, *constants]
+    @property
+    def all_names(self) -> list[str]:
+        return [*self.inputs, *self.constants]
 
-    def call(table: str, role: str, default_args: list[str], names: list[str]) -> Any:
+    def call(self, table: str, role: str, default_args: list[str], names: list[str]) -> Any:
         return make_call(
-            data[table],
+            self.data[table],
             role=role,
             default_args=default_args,
             names=names,
-            case=name,
-            file=path,
-            line=lines.line(table, "callable"),
-            err=lambda m, k: err(m, table, k),
+            case=self.name,
+            file=self.path,
+            line=self.lines.line(table, "callable"),
+            err=lambda m, k: self.err(m, table, k),
         )
 
-    def section(table: str) -> dict[str, Any] | str:
-        value = data[table]
+    def section(self, table: str) -> dict[str, Any] | str:
+        """A [forward], [backward] or [reference] section, checked to hold a program or a callable."""
+        value = self.data[table]
         if isinstance(value, dict):
             extra = set(value) - (_PROGRAM_KEYS | _CALL_KEYS)
             if extra:
                 allowed = ", ".join(sorted(_PROGRAM_KEYS | _CALL_KEYS))
                 first = sorted(extra)[0]
-                raise err(f"unknown key `{first}` in [{table}] (allowed: {allowed})", table, first)
+                raise self.err(f"unknown key `{first}` in [{table}] (allowed: {allowed})", table, first)
             if ("program" in value) == ("callable" in value):
-                raise err(f"[{table}] needs either `program` or `callable` (\"package.module:function\")", table)
+                raise self.err(f'[{table}] needs either `program` or `callable` ("package.module:function")', table)
             if "program" in value and set(value) - _PROGRAM_KEYS:
                 first = sorted(set(value) - _PROGRAM_KEYS)[0]
-                raise err(f"[{table}] with a `program` takes no other keys", table, first)
+                raise self.err(f"[{table}] with a `program` takes no other keys", table, first)
         return value
 
-    fsec = section("forward")
-    if isinstance(fsec, dict) and "callable" in fsec:
-        forward = Forward(None, call("forward", "forward", all_names, all_names), outputs, constants)
+    def program(self, key: str, known: list[str], integers: list[str]) -> Program:
+        return _program(self.path, self.data, key, self.lines, known=known, err=self.err, integers=integers)
+
+    def case(self) -> Case:
+        assert self.forward is not None
+        return Case(
+            name=self.name,
+            description=self.description,
+            file=self.path,
+            line=self.lines.line("", "name"),
+            output=self.outputs[0],
+            inputs=self.inputs,
+            forward=self.forward,
+            backward=self.backward,
+            upstream=self.upstreams[self.outputs[0]],
+            expect=self.expect,
+            sweep=self.sweep,
+            outputs=self.outputs,
+            upstreams=self.upstreams,
+            constants=self.constants,
+            reference=self.reference,
+        )
+
+
+def _read_top(r: _Reader) -> None:
+    """The name, unknown top-level keys, and the keys every case needs."""
+    data, name = r.data, r.name
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        if "name" not in data:
+            raise r.err(
+                f"the file name `{r.path.stem}` is no case name: add `name = ...` (letters, digits, '_', '.', '-')"
+            )
+        raise r.err("`name` must be letters, digits, '_', '.' or '-'", "", "name")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise r.err(f"unknown key `{key}` (allowed: {', '.join(sorted(_TOP_KEYS))})", "", key)
+    for required in ("output", "inputs", "forward"):
+        if required not in data:
+            raise CaseError(f"missing required key `{required}`", file=r.path, key=required, case=name)
+
+
+def _read_output(r: _Reader) -> None:
+    raw = r.data["output"]
+    if isinstance(raw, str):
+        r.outputs = (raw,)
+    elif isinstance(raw, list) and raw and all(isinstance(o, str) for o in raw) and len(set(raw)) == len(raw):
+        r.outputs = tuple(raw)
     else:
-        fprog = _program(path, data, "forward", lines, known=program_names, err=err, integers=integers)
-        forward = Forward(fprog, None, outputs, constants)
-        for o in outputs:
-            if o not in fprog.assigned:
-                raise err(f"the forward program never assigns the output `{o}`", "", "output")
+        raise r.err("`output` must be the name of a forward variable or a list of distinct names", "", "output")
 
-    reference = None
-    if "reference" in data:
-        rsec = section("reference")
-        if isinstance(rsec, dict) and "callable" in rsec:
-            rcall = call("reference", "reference", all_names, all_names)
-            if rcall.array != "torch":
-                raise err("a reference must be a torch function (set `array = \"torch\"`)", "reference", "array")
-            reference = Forward(None, rcall, outputs, constants)
-        else:
-            rprog = _program(path, data, "reference", lines, known=program_names, err=err, integers=integers)
-            for o in outputs:
-                if o not in rprog.assigned:
-                    raise err(f"the reference program never assigns the output `{o}`", "reference", "program")
-            reference = Forward(rprog, None, outputs, constants)
 
-    upstreams: dict[str, np.ndarray | None] = {o: None for o in outputs}
-    if "upstream" in data:
-        raw_up = data["upstream"]
-        if len(outputs) == 1:
-            upstreams[output] = _value(raw_up, "upstream", lambda m: err(m, "", "upstream"))
-        else:
-            if not isinstance(raw_up, dict) or "random" in raw_up:
-                raise err("with several outputs, `upstream` is a table with one entry per output", "", "upstream")
-            for uname, spec in raw_up.items():
-                if uname not in outputs:
-                    raise err(f"upstream names `{uname}`, which is not an output", "upstream", uname)
-                upstreams[uname] = _value(spec, uname, lambda m, k=uname: err(m, "upstream", k))
-    upstream = upstreams[output]
+def _read_inputs(r: _Reader) -> None:
+    raw = r.data["inputs"]
+    if not isinstance(raw, dict) or not raw:
+        raise r.err("`[inputs]` must be a table with at least one input", "inputs")
+    for iname, spec in raw.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", iname):
+            raise r.err(f"input name `{iname}` is not a plain identifier", "inputs", iname)
+        r.inputs[iname] = _value(spec, iname, lambda m, k=iname: r.err(m, "inputs", k))
 
-    backward = None
-    douts = [f"d{o}" for o in outputs]
-    function_forward = forward.call is not None and forward.call.is_function
-    if function_forward:
-        if "backward" in data:
-            raise err("a torch.autograd.Function brings its own backward: remove [backward]", "backward")
-        backward = Backward(None, None, tuple(inputs), outputs, forward, constants)
-    elif "backward" in data:
-        bsec = section("backward")
-        if isinstance(bsec, dict) and "callable" in bsec:
-            names = [*all_names, *forward.assigned, *douts]
-            bcall = call("backward", "backward", [], names)
-            if forward.call is not None and forward.call.returns == "cache" and bcall.args:
-                raise err("a backward of a forward that returns a cache is called as (dout, cache): drop `args`",
-                          "backward", "args")
-            backward = Backward(None, bcall, tuple(inputs), outputs, forward, constants)
-        else:
-            known = [*program_names, *forward.assigned, *douts]
-            # static integers of the forward (N = size(x, 0)) stay static in the backward
-            static = [*integers, *(forward.program.integers if forward.program else ())]
-            bprog = _program(path, data, "backward", lines, known=known, err=err, integers=static)
-            missing = [n for n in inputs if f"d{n}" not in bprog.assigned]
-            if missing:
-                names_ = ", ".join(f"`d{n}`" for n in missing)
-                raise err(
-                    f"the backward program leaves input(s) {', '.join(missing)} without a gradient: assign {names_}",
-                    "backward",
-                    "program",
-                )
-            backward = Backward(bprog, None, tuple(inputs), outputs, forward, constants)
 
-    expect: dict[str, Expected] = {}
-    raw_expect = data.get("expect", {})
-    if not isinstance(raw_expect, dict):
-        raise err("`[expect]` must be a table", "expect")
-    known_names = set(inputs) | set(forward.assigned) | set(backward.assigned if backward else [])
-    known_names |= {f"d{n}" for n in inputs} | {k for k, v in constants.items() if not isinstance(v, dict)}
-    for ename, spec in raw_expect.items():
-        if ename not in known_names:
-            raise err(f"`{ename}` is neither an input, a program variable nor an input's gradient", "expect", ename)
-        expect[ename] = _expected(spec, lines.line("expect", ename), lambda m, k=ename: err(m, "expect", k))
+def _read_constants(r: _Reader) -> None:
+    raw = r.data.get("constants", {})
+    if not isinstance(raw, dict):
+        raise r.err("`[constants]` must be a table", "constants")
+    for cname, spec in raw.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", cname):
+            raise r.err(f"constant name `{cname}` is not a plain identifier", "constants", cname)
+        if cname in r.inputs:
+            raise r.err(f"`{cname}` is both an input and a constant", "constants", cname)
+        r.constants[cname] = _constant(spec, cname, lambda m, k=cname: r.err(m, "constants", k))
 
-    sweep = None
-    if "sweep" in data:
-        sweep = _sweep(data["sweep"], inputs, lambda m, k=None: err(m, "sweep", k))
 
-    description = data.get("description", "")
+def _read_forward(r: _Reader) -> None:
+    fsec = r.section("forward")
+    if isinstance(fsec, dict) and "callable" in fsec:
+        r.forward = Forward(None, r.call("forward", "forward", r.all_names, r.all_names), r.outputs, r.constants)
+        return
+    fprog = r.program("forward", r.program_names, r.integers)
+    r.forward = Forward(fprog, None, r.outputs, r.constants)
+    for o in r.outputs:
+        if o not in fprog.assigned:
+            raise r.err(f"the forward program never assigns the output `{o}`", "", "output")
+
+
+def _read_reference(r: _Reader) -> None:
+    if "reference" not in r.data:
+        return
+    rsec = r.section("reference")
+    if isinstance(rsec, dict) and "callable" in rsec:
+        rcall = r.call("reference", "reference", r.all_names, r.all_names)
+        if rcall.array != "torch":
+            raise r.err('a reference must be a torch function (set `array = "torch"`)', "reference", "array")
+        r.reference = Forward(None, rcall, r.outputs, r.constants)
+        return
+    rprog = r.program("reference", r.program_names, r.integers)
+    for o in r.outputs:
+        if o not in rprog.assigned:
+            raise r.err(f"the reference program never assigns the output `{o}`", "reference", "program")
+    r.reference = Forward(rprog, None, r.outputs, r.constants)
+
+
+def _read_upstream(r: _Reader) -> None:
+    r.upstreams = {o: None for o in r.outputs}
+    if "upstream" not in r.data:
+        return
+    raw = r.data["upstream"]
+    if len(r.outputs) == 1:
+        r.upstreams[r.outputs[0]] = _value(raw, "upstream", lambda m: r.err(m, "", "upstream"))
+        return
+    if not isinstance(raw, dict) or "random" in raw:
+        raise r.err("with several outputs, `upstream` is a table with one entry per output", "", "upstream")
+    for uname, spec in raw.items():
+        if uname not in r.outputs:
+            raise r.err(f"upstream names `{uname}`, which is not an output", "upstream", uname)
+        r.upstreams[uname] = _value(spec, uname, lambda m, k=uname: r.err(m, "upstream", k))
+
+
+def _read_backward(r: _Reader) -> None:
+    forward = r.forward
+    assert forward is not None
+    douts = [f"d{o}" for o in r.outputs]
+    inputs = tuple(r.inputs)
+    if forward.call is not None and forward.call.is_function:
+        if "backward" in r.data:
+            raise r.err("a torch.autograd.Function brings its own backward: remove [backward]", "backward")
+        r.backward = Backward(None, None, inputs, r.outputs, forward, r.constants)
+        return
+    if "backward" not in r.data:
+        return
+    bsec = r.section("backward")
+    if isinstance(bsec, dict) and "callable" in bsec:
+        bcall = r.call("backward", "backward", [], [*r.all_names, *forward.assigned, *douts])
+        if forward.call is not None and forward.call.returns == "cache" and bcall.args:
+            raise r.err(
+                "a backward of a forward that returns a cache is called as (dout, cache): drop `args`",
+                "backward",
+                "args",
+            )
+        r.backward = Backward(None, bcall, inputs, r.outputs, forward, r.constants)
+        return
+    known = [*r.program_names, *forward.assigned, *douts]
+    # static integers of the forward (N = size(x, 0)) stay static in the backward
+    static = [*r.integers, *(forward.program.integers if forward.program else ())]
+    bprog = r.program("backward", known, static)
+    missing = [n for n in inputs if f"d{n}" not in bprog.assigned]
+    if missing:
+        names = ", ".join(f"`d{n}`" for n in missing)
+        raise r.err(
+            f"the backward program leaves input(s) {', '.join(missing)} without a gradient: assign {names}",
+            "backward",
+            "program",
+        )
+    r.backward = Backward(bprog, None, inputs, r.outputs, forward, r.constants)
+
+
+def _read_expect(r: _Reader) -> None:
+    raw = r.data.get("expect", {})
+    if not isinstance(raw, dict):
+        raise r.err("`[expect]` must be a table", "expect")
+    assert r.forward is not None
+    known = set(r.inputs) | set(r.forward.assigned) | set(r.backward.assigned if r.backward else [])
+    known |= {f"d{n}" for n in r.inputs} | {k for k, v in r.constants.items() if not isinstance(v, dict)}
+    for ename, spec in raw.items():
+        if ename not in known:
+            raise r.err(f"`{ename}` is neither an input, a program variable nor an input's gradient", "expect", ename)
+        r.expect[ename] = _expected(spec, r.lines.line("expect", ename), lambda m, k=ename: r.err(m, "expect", k))
+
+
+def _read_sweep(r: _Reader) -> None:
+    if "sweep" in r.data:
+        r.sweep = _sweep(r.data["sweep"], r.inputs, lambda m, k=None: r.err(m, "sweep", k))
+
+
+def _read_description(r: _Reader) -> None:
+    description = r.data.get("description", "")
     if not isinstance(description, str):
-        raise err("`description` must be a string", "", "description")
-    return Case(
-        name=name,
-        description=description,
-        file=path,
-        line=lines.line("", "name"),
-        output=output,
-        inputs=inputs,
-        forward=forward,
-        backward=backward,
-        upstream=upstream,
-        expect=expect,
-        sweep=sweep,
-        outputs=outputs,
-        upstreams=upstreams,
-        constants=constants,
-        reference=reference,
-    )
+        raise r.err("`description` must be a string", "", "description")
+    r.description = description
+
+
+# The order matters: each reader may use what the readers before it found.
+_SECTIONS = (
+    _read_top,
+    _read_output,
+    _read_inputs,
+    _read_constants,
+    _read_forward,
+    _read_reference,
+    _read_upstream,
+    _read_backward,
+    _read_expect,
+    _read_sweep,
+    _read_description,
+)
+
+
+def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
+    reader = _Reader(path, data, lines)
+    for read in _SECTIONS:
+        read(reader)
+    return reader.case()
 
 
 def _program(

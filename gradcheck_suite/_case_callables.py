@@ -64,7 +64,7 @@ def import_target(target: str) -> Any:
     if not sep:  # "torch.nn.functional.conv2d": the last dotted part is the function
         module_name, _, qualname = target.rpartition(".")
     if not module_name or not qualname:
-        raise ValueError("expected \"package.module:function\"")
+        raise ValueError('expected "package.module:function"')
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
@@ -416,7 +416,7 @@ def make_call(
     """Validate a `callable = ...` section and import its target."""
     target = spec["callable"]
     if not isinstance(target, str):
-        raise err("`callable` must be a string \"package.module:function\"", "callable")
+        raise err('`callable` must be a string "package.module:function"', "callable")
     try:
         fn = import_target(target)
     except Exception as exc:  # noqa: BLE001 - any failure to import is the case's error
@@ -435,10 +435,10 @@ def make_call(
         raise err("`kwargs` must be a table of literal keyword arguments", "kwargs")
     array = spec.get("array", "torch" if is_autograd_function(fn) or target.startswith("torch.") else "numpy")
     if array not in ("numpy", "torch"):
-        raise err("`array` must be \"numpy\" or \"torch\"", "array")
+        raise err('`array` must be "numpy" or "torch"', "array")
     returns = spec.get("returns", "output")
     if returns not in ("output", "cache"):
-        raise err("`returns` must be \"output\" or \"cache\"", "returns")
+        raise err('`returns` must be "output" or "cache"', "returns")
     return CallTarget(
         target=target,
         fn=fn,

@@ -29,7 +29,14 @@ from ._sources.numeric import (
 )
 
 __all__ = [
-    "RunOptions", "CaseResult", "SampleSummary", "Report", "check_case", "run", "ensure_device", "select",
+    "RunOptions",
+    "CaseResult",
+    "SampleSummary",
+    "Report",
+    "check_case",
+    "run",
+    "ensure_device",
+    "select",
     "name_matches",
 ]
 

@@ -389,8 +389,7 @@ class _Checker:
             self.expr(node)
             return
         raise self.err(
-            "forbidden syntax: an index must be a static integer, a slice, None, an integer array's name"
-            " or arange(n)",
+            "forbidden syntax: an index must be a static integer, a slice, None, an integer array's name or arange(n)",
             lineno,
         )
 

@@ -14,7 +14,7 @@ from gradcheck_suite._cli import main
 
 # A cs231n pair, a plain numpy backward of named inputs, a torch forward, and custom
 # autograd.Functions (right and wrong) that the cases below name as callables.
-LAYERS = '''
+LAYERS = """
 import numpy as np
 import torch
 
@@ -80,7 +80,7 @@ def square_in_place(x):
 
 def square_in_place_grad(dout, x):
     return 2 * x * dout
-'''
+"""
 
 AFFINE_INPUTS = """
 [inputs]

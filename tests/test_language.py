@@ -47,8 +47,10 @@ CONSTRUCTS = {
     "max axis": ("out = max(x, axis=1, keepdims=True)", ENV["x"].max(axis=1, keepdims=True)),
     "min all": ("out = min(x)", ENV["x"].min()),
     "logsumexp axis": ("out = logsumexp(x, axis=1)", np.log(np.exp(ENV["x"]).sum(axis=1))),
-    "logsumexp all": ("out = logsumexp(1000 * x)", 1000 * ENV["x"].max()
-                      + np.log(np.exp(1000 * (ENV["x"] - ENV["x"].max())).sum())),
+    "logsumexp all": (
+        "out = logsumexp(1000 * x)",
+        1000 * ENV["x"].max() + np.log(np.exp(1000 * (ENV["x"] - ENV["x"].max())).sum()),
+    ),
     "reshape": ("out = reshape(x, (3, -1))", ENV["x"].reshape(3, -1)),
     "reshape static expr": ("N = size(x, 0)\nout = reshape(x, (N * 3,))", ENV["x"].reshape(12)),
     "reshape shape()": ("t = reshape(x, (2, 6))\nout = reshape(t, shape(x))", ENV["x"]),
@@ -61,8 +63,10 @@ CONSTRUCTS = {
     "slice with static bounds": ("out = x[:, 1:K + 1]", ENV["x"][:, 1:3]),
     "slice step": ("out = x[::2]", ENV["x"][::2]),
     "new axis": ("out = v[:, None] * v[None, :]", np.outer(ENV["v"], ENV["v"])),
-    "transpose axes": ("t = reshape(x, (2, 2, 3))\nout = transpose(t, (2, 0, 1))",
-                       ENV["x"].reshape(2, 2, 3).transpose(2, 0, 1)),
+    "transpose axes": (
+        "t = reshape(x, (2, 2, 3))\nout = transpose(t, (2, 0, 1))",
+        ENV["x"].reshape(2, 2, 3).transpose(2, 0, 1),
+    ),
     "transpose": ("out = transpose(x)", ENV["x"].T),
     "concat": ("out = concat(x, 2 * x, axis=1)", np.concatenate([ENV["x"], 2 * ENV["x"]], axis=1)),
     "one_hot": ("out = one_hot(y, 3)", np.eye(3)[ENV["y"]]),

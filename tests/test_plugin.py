@@ -209,7 +209,7 @@ def test_inconclusive_is_a_skip_with_its_reason(project: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *gradcheck inconclusive: x: kink: the perturbation crosses*"])
 
 
-USER_TEST = '''
+USER_TEST = """
 import torch
 
 def test_unrelated():
@@ -227,7 +227,7 @@ def test_wrong_backward(gradcheck):
 
 def test_kink(gradcheck):
     gradcheck(torch.abs, {"input": [0.0]})
-'''
+"""
 
 
 def test_fixture_catches_a_wrong_backward(pytester: pytest.Pytester) -> None:

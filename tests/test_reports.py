@@ -187,9 +187,7 @@ def test_non_finite_numbers_are_strings_so_the_json_stays_valid() -> None:
         json_report.dumps({"x": math.inf})  # a float that slipped past number() is caught at writing
 
 
-def test_summary_md_and_github_step_summary(
-    mixed_cases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_summary_md_and_github_step_summary(mixed_cases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     step = tmp_path / "step_summary.md"
     step.write_text("earlier step\n")

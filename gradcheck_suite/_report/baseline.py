@@ -267,21 +267,37 @@ def compare(
             if before["verdict"] == "pass":
                 why = " (its case file failed to load)" if {before["case"], before.get("file")} & failed_to_load else ""
                 result.regressions.append(
-                    Regression("missing", **where, input=None, pair=None, growth=None,
-                               message=f"{key}: passed in the baseline, missing from this run{why}")
+                    Regression(
+                        "missing",
+                        **where,
+                        input=None,
+                        pair=None,
+                        growth=None,
+                        message=f"{key}: passed in the baseline, missing from this run{why}",
+                    )
                 )
             continue
         result.compared.append(key)
         if before["verdict"] == "pass" and after["verdict"] == "fail":
             result.regressions.append(
-                Regression("now_fails", **where, input=None, pair=None, growth=None,
-                           message=f"{key}: passed in the baseline, now fails: {after.get('reason', '')}")
+                Regression(
+                    "now_fails",
+                    **where,
+                    input=None,
+                    pair=None,
+                    growth=None,
+                    message=f"{key}: passed in the baseline, now fails: {after.get('reason', '')}",
+                )
             )
         for name, pair, g, a, b in _input_growth(before, after, max_growth):
             growth = "inf" if math.isinf(g) else f"{g:.3g}x"
             result.regressions.append(
                 Regression(
-                    "growth", **where, input=name, pair=pair, growth=g,
+                    "growth",
+                    **where,
+                    input=name,
+                    pair=pair,
+                    growth=g,
                     message=(
                         f"{key} input {name}: {pair} difference grew {growth}"
                         f" ({a:.3g} -> {b:.3g}; allowed {max_growth:g}x)"
@@ -290,4 +306,3 @@ def compare(
             )
     result.new = sorted(k for k in new if k not in old)
     return result
-

@@ -91,4 +91,3 @@ def append_step_summary(text: str, environ: dict[str, str] | None = None) -> Pat
         print(f"gradcheck: warning: cannot append to GITHUB_STEP_SUMMARY {target}: {exc.strerror}", file=sys.stderr)
         return None
     return Path(target)
-
