@@ -224,7 +224,7 @@ def analytic_bound(r: Gradients, name: str, g: np.ndarray, scale: float) -> tupl
     measured = np.where(np.isfinite(measured), measured, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = measured / np.maximum(np.abs(r.reference[name]), ROUNDING * eps * scale)
-    precision = float(np.nanmax(rel)) if rel.size else 0.0
+    precision = float(np.nanmax(rel)) if rel.size and not np.isnan(rel).all() else 0.0
     if r.rounding is None:
         bound = bound + np.minimum(MEASURED * measured, MEASURED_CAP * bound)
     return bound, precision

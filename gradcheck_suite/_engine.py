@@ -29,7 +29,6 @@ from ._sources.numeric import (
     numeric_gradients_at,
     resolve_mode,
 )
-from ._sources.numeric.referee import referee_available
 
 __all__ = [
     "RunOptions",
@@ -287,13 +286,15 @@ def _check_point(
 
 
 def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
-    """The 50-digit referee for disputed elements of ``name``, where the forward is a program."""
-    if referee_available(case) is not None:
-        return None
+    """The 50-digit referee for disputed elements of ``name``; it answers None where it cannot
+    judge (the forward is not a program)."""
 
     def decide(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-        from ._sources.numeric.referee import referee_gradient  # mpmath loads only when needed
+        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
+        from ._sources.numeric.referee import referee_available, referee_gradient
 
+        if referee_available(case) is not None:
+            return None
         chosen = flat[:REFEREE_ELEMENTS]
         try:
             truth = referee_gradient(case, point, {name: chosen})

@@ -224,7 +224,9 @@ program = """
     g = numeric_gradients(case, point, NumericSettings())
     assert g.kinks is not None and not g.kinks["x"].any()
     exact = 2.5 if side > 0 else 0.5
-    assert g.error is not None and abs(float(g.values["x"][0]) - exact) <= float(g.error["x"][0]) < 1e-9
+    # a kink at 0.02 h takes the ladders down to steps near 1e-6, where phi's rounding noise
+    # (about 1e-15) over the step is about 1e-9: informative, and honest
+    assert g.error is not None and abs(float(g.values["x"][0]) - exact) <= float(g.error["x"][0]) < 1e-8
 
 
 def test_smooth_callables_are_not_mistaken_for_kinks() -> None:

@@ -35,18 +35,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .noise import ECNOISE_POINTS, SIGMAS, SPACINGS, ecnoise
 from .steps import EPS
 
-__all__ = ["Estimate", "analyse_ladder", "ladder_offsets", "KINK_RUNGS", "RUNGS"]
+__all__ = ["Estimate", "analyse_ladder", "descend", "ladder_offsets", "RUNGS"]
 
-# Steps per ladder: three make one window; four make two, which the kink test needs to tell a
-# kink near the largest step from one that persists.
-RUNGS = 3
-KINK_RUNGS = 4
+# Steps per ladder: three make one window, four make the two that must agree before an
+# estimate is believed (and that the kink test needs to tell a kink near the largest step from
+# one that persists).
+RUNGS = 4
 # Another ladder starts this far below the smallest step of the last one.
 _GAP = 4.0
 # Ladders an element may add before its estimate stands as it is.
 MAX_EXTENSIONS = 9
+# The smallest step relative to the first (about 2^-41 of the element's scale): below it a
+# perturbation is a few ulps of the element, and phi's change mere rounding.
+_SMALLEST = 2.0**-34
 # Stop descending once the rounding noise of a difference exceeds this fraction of the scale
 # of the gradient: below that, no estimate could decide a comparison anyway.
 NOISE_STOP = 0.01
@@ -98,22 +102,27 @@ def analyse_ladder(
     rows, rungs = D.shape
     if method == "central":
         return _central(D, N, fp, fm, plus, f0, noise, scale)
-    best_value = np.full(rows, np.nan)
-    best_error = np.full(rows, np.inf)
     kink_everywhere = np.ones(rows, dtype=bool) if f0 is not None else np.zeros(rows, dtype=bool)
     last_smooth = np.ones(rows, dtype=bool)
+    windows: list[tuple[np.ndarray, np.ndarray]] = []
     for w in range(rungs - 2):
-        d3, n3 = D[:, w : w + 3], N[:, w : w + 3]
-        value, error = _window(d3, n3)
-        smooth = np.ones(rows, dtype=bool)
+        value, error = _window(D[:, w : w + 3], N[:, w : w + 3])
         if f0 is not None:
             smooth, residual = _smooth(fp[:, w : w + 3], fm[:, w : w + 3], plus[:, w : w + 3], f0, noise, scale)
-            error = error + residual  # a kink too small to matter still moves the estimate
+            error = np.where(smooth, error + residual, np.inf)  # a kink too small to matter still moves it
             kink_everywhere &= ~smooth
-        if w == rungs - 3:
             last_smooth = smooth
-        take = smooth & np.isfinite(error) & (error < best_error)
-        best_value = np.where(take, value, best_value)
+        windows.append((value, error))
+    # A window can fit its model by chance far from the asymptotic range (steps far above the
+    # function's own scale); two consecutive windows that each fit and agree within their
+    # errors do not. The smaller-step one is kept, charged with the disagreement.
+    best_value = np.full(rows, np.nan)
+    best_error = np.full(rows, np.inf)
+    for (v0, e0), (v1, e1) in zip(windows, windows[1:], strict=False):
+        gap = np.abs(v0 - v1)
+        error = e1 + gap
+        take = np.isfinite(e0) & np.isfinite(e1) & (gap <= e0 + e1) & (error < best_error)
+        best_value = np.where(take, v1, best_value)
         best_error = np.where(take, error, best_error)
     decided = np.isfinite(best_error)
     # Nothing believable: fall back to the smallest step, its error the ladder's whole spread.
@@ -207,20 +216,24 @@ Evaluate = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.n
 def descend(
     evaluate: Evaluate,
     h0: np.ndarray,
-    f0: np.ndarray | None,
+    f0: np.ndarray,
     noise: np.ndarray,
     point: np.ndarray,
     method: str,
+    kinks: bool,
+    measured: bool,
 ) -> Estimate:
     """Every row's estimate: a first ladder from ``h0``, then further ladders below for the rows
     that ask for them.
 
     ``evaluate(rows, steps)`` returns phi at x + steps and x - steps for those rows, and the
     steps actually taken on each side (all shaped (len(rows), rungs)). ``f0``, ``noise`` and
-    ``point`` are per row: phi at the row's point (None: no kinks to look for), the bound on
-    one evaluation's rounding error there, and the point's index.
+    ``point`` are per row: phi at the row's point, the bound on one evaluation's rounding
+    error there, and the point's index. ``kinks``: the function may have kinks to look for;
+    ``measured``: the noise was measured (along one direction per point) rather than bounded,
+    so it is measured again along each row that descends.
     """
-    rungs = KINK_RUNGS if f0 is not None else (RUNGS if method == "richardson" else 2)
+    rungs = RUNGS if method == "richardson" or kinks else 2
     rows = np.arange(len(h0))
     steps = ladder_offsets(h0, rungs)
     fp, fm, plus, minus = evaluate(rows, steps)
@@ -231,17 +244,28 @@ def descend(
     biggest = np.zeros(int(point.max(initial=-1)) + 1)
     np.maximum.at(biggest, point, first)
     scale = biggest[point]
-    est = analyse_ladder(fp, fm, plus, minus, f0, noise, scale, method)
+    f0k = f0 if kinks else None
+    est = analyse_ladder(fp, fm, plus, minus, f0k, noise, scale, method)
     if method == "central":
         return est
+    noise = noise.copy()
+    remeasured = np.zeros(len(h0), dtype=bool)
     for _ in range(MAX_EXTENSIONS):
+        h = np.min(steps, axis=1) / _GAP
+        # steps below this fraction of the first one would fall within ulps of the element
+        est.descend &= h >= h0 * _SMALLEST
         todo = np.flatnonzero(est.descend)
         if not len(todo):
             break
-        h = np.min(steps[todo], axis=1) / _GAP
-        steps_todo = ladder_offsets(h, rungs)
+        fresh = todo[~remeasured[todo]]
+        if measured and len(fresh):
+            noise[fresh] = np.maximum(noise[fresh], _row_noise(evaluate, fresh, h0[fresh], f0[fresh]))
+            remeasured[fresh] = True
+            # with the noise known along these rows, the first ladder may already be decided
+            # by noise, or the descent may already be at its floor
+        steps_todo = ladder_offsets(h[todo], rungs)
         fp, fm, plus, minus = evaluate(todo, steps_todo)
-        sub = analyse_ladder(fp, fm, plus, minus, None if f0 is None else f0[todo], noise[todo], scale[todo], method)
+        sub = analyse_ladder(fp, fm, plus, minus, None if f0k is None else f0k[todo], noise[todo], scale[todo], method)
         steps[todo] = steps_todo
         # A decided window below beats anything above it (the ladder above asked to descend);
         # an undecided one only replaces an estimate that was no number at all.
@@ -253,6 +277,20 @@ def descend(
         est.descend[todo] = sub.descend
     est.descend[:] = False
     return est
+
+
+def _row_noise(evaluate: Evaluate, rows: np.ndarray, h0: np.ndarray, f0: np.ndarray) -> np.ndarray:
+    """A bound on one evaluation's noise along each row's own perturbation (More and Wild's
+    difference tables, :func:`.noise.ecnoise`, at two spacings, the smaller kept)."""
+    m = ECNOISE_POINTS
+    best = np.full(len(rows), np.inf)
+    for spacing in SPACINGS:
+        # h0 is about 2^-7 of the element's scale; the spacings are relative to that scale
+        steps = (h0 * spacing * 2.0**7)[:, None] * np.arange(1, m + 1)[None, :]
+        fp, fm, _, _ = evaluate(rows, steps)
+        line = np.concatenate([fm[:, ::-1], f0[:, None], fp], axis=1)
+        best = np.minimum(best, ecnoise(line))
+    return SIGMAS / 2 * best
 
 
 def complex_error(

@@ -73,6 +73,7 @@ def difference_elements(
     f0: np.ndarray,
     noise: np.ndarray,
     kinks: bool,
+    measured: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Derivative, error estimate and persistent kink of each chosen element, from ladders of
     central differences (:func:`.differences.descend`)."""
@@ -93,5 +94,5 @@ def difference_elements(
         return f[:, :q], f[:, q:], plus, minus
 
     h0 = initial_steps(X, idx, "central" if method == "central" else "richardson").reshape(-1)
-    est = descend(evaluate, h0, f0[point] if kinks else None, noise[point], point, method)
+    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured)
     return est.value.reshape(P, m), est.error.reshape(P, m), est.kink.reshape(P, m)

@@ -26,30 +26,31 @@ import torch
 from .runner import Runner
 from .steps import EPS, input_scale, pow2
 
-__all__ = ["ECNOISE_POINTS", "SIGMAS", "ecnoise", "measure_noise", "term_floor"]
+__all__ = ["ECNOISE_POINTS", "SIGMAS", "SPACINGS", "ecnoise", "measure_noise", "term_floor"]
 
 # Points on each side of x along each line (2m evaluations per spacing).
 ECNOISE_POINTS = 3
 # Spacings of the lines, relative to each element's magnitude: far below any step a
 # difference quotient takes, far above one ulp.
-_SPACINGS = (2.0**-32, 2.0**-40)
+SPACINGS = (2.0**-32, 2.0**-40)
 # A measured standard deviation bounds single errors only statistically; a difference of two
 # errors within SIGMAS standard deviations of each is what the estimates assume.
 SIGMAS = 8.0
 
 
-def ecnoise(f: np.ndarray) -> float:
-    """The standard deviation of the noise in equally spaced values ``f`` (last axis), from
-    their difference tables of order 3 up (the largest estimate: low orders still carry
-    some of the smooth part, higher ones are the noisier estimates of the same number)."""
-    best = 0.0
+def ecnoise(f: np.ndarray) -> np.ndarray:
+    """The standard deviation of the noise in equally spaced values ``f`` (along the last axis;
+    one estimate per row), from their difference tables of order 3 up (the largest estimate:
+    low orders still carry some of the smooth part, higher ones are the noisier estimates of
+    the same number)."""
     diff = np.asarray(f, dtype=np.float64)
+    best = np.zeros(diff.shape[:-1])
     for k in range(1, min(7, diff.shape[-1])):
         diff = np.diff(diff, axis=-1)
-        if k < 3 or diff.shape[-1] == 0:
+        if k < 3:
             continue
         gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
-        best = max(best, float(np.sqrt(gamma * np.mean(diff**2))))
+        best = np.maximum(best, np.sqrt(gamma * np.mean(diff**2, axis=-1)))
     return best
 
 
@@ -68,13 +69,13 @@ def measure_noise(runner: Runner, name: str, X: np.ndarray, f0: np.ndarray, seed
     W = signs * pow2(np.maximum(np.abs(X), scale[:, None]))  # exact multiples of each element's scale
     m = ECNOISE_POINTS
     steps = np.array([j for j in range(-m, m + 1) if j], dtype=np.float64)
-    offsets = np.concatenate([steps * s for s in _SPACINGS])
+    offsets = np.concatenate([steps * s for s in SPACINGS])
     noise = np.zeros(P)
     for p in range(P):
         dirs = torch.as_tensor(W[p][None, :], device=runner.obj.be.device)
         f, _, _ = runner.run(
             name, np.full(len(offsets), p), offsets, direction=np.zeros(len(offsets), dtype=int), directions=dirs
         )
-        lines = f.reshape(len(_SPACINGS), 2 * m)
-        noise[p] = min(ecnoise(np.concatenate([line[:m], [f0[p]], line[m:]])) for line in lines)
+        lines = f.reshape(len(SPACINGS), 2 * m)
+        noise[p] = min(float(ecnoise(np.concatenate([line[:m], [f0[p]], line[m:]]))) for line in lines)
     return noise

@@ -60,6 +60,7 @@ def project_differences(
     f0: np.ndarray,
     noise: np.ndarray,
     kinks: bool,
+    measured: bool,
 ) -> Projected:
     P, n = X.shape
     K = signs.shape[0]
@@ -89,7 +90,7 @@ def project_differences(
     # w already carries each element's magnitude, so the step along it is the base step
     base = BASE_STEP["central" if method == "central" else "richardson"]
     h0 = np.full(P * K, float(pow2(np.array(base))))
-    est = descend(evaluate, h0, f0[point] if kinks else None, noise[point], point, method)
+    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured)
     results = []
     for p in range(P):
         rows = slice(p * K, (p + 1) * K)

@@ -34,7 +34,7 @@ import torch
 from ..._backends import NON_ANALYTIC
 from ..._case import Case
 from .. import Gradients, Projection
-from .differences import KINK_RUNGS, RUNGS
+from .differences import RUNGS
 from .elements import PointRounding, complex_elements, difference_elements
 from .noise import ECNOISE_POINTS, SIGMAS, measure_noise, term_floor
 from .projection import project_complex, project_differences
@@ -90,6 +90,12 @@ def numeric_gradients(case: Case, point: Mapping[str, np.ndarray], settings: Num
 
 
 def _check_method(case: Case, method: str) -> None:
+    if method == "exact" and case.forward.program is None:
+        raise case.error(
+            f"--numeric exact needs a forward program (the referee evaluates it at 50 digits); this one is the"
+            f" callable `{case.forward.label}`",
+            key="forward",
+        )
     if method == "complex-step" and not case.forward.analytic:
         kinked = sorted(case.forward.functions & NON_ANALYTIC)
         why = f"this one calls {', '.join(kinked)}" if kinked else "this one is a Python callable"
@@ -121,7 +127,7 @@ def planned_evaluations(case: Case, points: int, settings: NumericSettings) -> i
     if method == "complex-step":
         per = 1 if case.forward.program is not None else 2
     else:
-        per = 2 * (KINK_RUNGS if kinks else (RUNGS if method == "richardson" else 2))
+        per = 2 * (RUNGS if kinks or method == "richardson" else 2)
     noise = 0 if case.forward.program is not None or method == "complex-step" else 4 * ECNOISE_POINTS
     if mode == "projection":
         return points * (1 + len(case.inputs) * (settings.directions * per + 1 + noise))
@@ -145,6 +151,8 @@ def numeric_gradients_at(
     _check_method(case, method)
     sizes = {k: int(np.asarray(v).size) for k, v in points[0].items()}
     mode = resolve_mode(settings.mode, sizes)
+    if method == "exact":
+        return _exact(case, points, settings, mode)
     obj = Objective(case, points, settings.device, complex_=method == "complex-step")
     phi0, scale0, forward_bytes = obj.probe()
     runner = Runner(
@@ -180,7 +188,7 @@ def numeric_gradients_at(
             if method == "complex-step":
                 proj = project_complex(runner, name, X, signs, bounds)
             else:
-                proj = project_differences(runner, name, X, signs, method, f0, noise, kinks)
+                proj = project_differences(runner, name, X, signs, method, f0, noise, kinks, rounding is None)
             for p, g in enumerate(out):
                 d, e, k, w = proj[p]
                 g.projections = g.projections or {}
@@ -197,7 +205,7 @@ def numeric_gradients_at(
             d, e = complex_elements(runner, name, X, idx, phi_scale, bounds)
             kink = np.zeros(d.shape, dtype=bool)
         else:
-            d, e, kink = difference_elements(runner, name, X, idx, method, f0, noise, kinks)
+            d, e, kink = difference_elements(runner, name, X, idx, method, f0, noise, kinks, rounding is None)
         for p, g in enumerate(out):
             values = np.full(X.shape[1], np.nan)
             errors = np.full(X.shape[1], np.nan)
@@ -221,6 +229,37 @@ def numeric_gradients_at(
         if method != "complex-step":
             how = "bounded from the program's terms" if rounding is not None else "measured"
             g.notes.append(f"rounding noise of phi ({how}): {noise[p]:.2e}")
+    return out
+
+
+def _exact(
+    case: Case, points: Sequence[Mapping[str, np.ndarray]], settings: NumericSettings, mode: str
+) -> list[Gradients]:
+    """``--numeric exact``: the referee's gradient at every chosen element (sample mode: the
+    sampled ones; projection mode has no elements, so every one is computed)."""
+    from .referee import referee_gradient  # mpmath loads only for this method
+
+    chosen = _selected(case, "sample" if mode == "sample" else "full", settings)
+    out = []
+    for point in points:
+        start = time.perf_counter()
+        truth = referee_gradient(case, point, chosen)
+        g = Gradients(
+            "numeric",
+            truth.values,
+            "float64",
+            settings.device,
+            error=truth.error,
+            kinks=truth.kinks,
+            method=f"exact ({truth.digits}-digit referee)",
+            mode="sample" if mode == "sample" else "full",
+            seconds=time.perf_counter() - start,
+        )
+        if mode == "sample":
+            g.checked = {k: np.isfinite(v) for k, v in truth.values.items()}
+        out.append(g)
+        if settings.progress is not None:
+            settings.progress(len(out), len(points))
     return out
 
 

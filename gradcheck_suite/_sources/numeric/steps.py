@@ -24,7 +24,8 @@ __all__ = [
     "resolve_method",
 ]
 
-METHODS = ("auto", "central", "richardson", "complex-step")
+# "exact": the 50-digit referee differentiates every element (programs only; slow)
+METHODS = ("auto", "central", "richardson", "complex-step", "exact")
 EPS = float(np.finfo(np.float64).eps)
 
 # Relative base steps: the optimum for each method's truncation order in float64
