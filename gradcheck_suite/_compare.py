@@ -147,6 +147,9 @@ class InputResult:
     projections: dict[str, np.ndarray] = field(default_factory=dict)
     projection_error: np.ndarray | None = None
     referee: Referee | None = None
+    # source -> elements non-finite in the check's dtype but finite in the higher-precision
+    # rerun: the dtype's range, not a wrong formula; those elements are judged without it
+    overflow: dict[str, int] = field(default_factory=dict)
 
     @property
     def max_rel(self) -> float:
@@ -258,12 +261,18 @@ def judge_input(
 
     rounding: dict[str, np.ndarray] = {}
     precision: dict[str, float] = {}
+    overflowed: dict[str, np.ndarray] = {}
     for s in present:
         if s == "numeric":
             continue
         rounding[s], measured = analytic_bound(by[s], name, grads[s], scale)
         if measured is not None:
             precision[s] = measured
+        ref = by[s].reference
+        if ref is not None:
+            over = ~np.isfinite(grads[s]) & np.isfinite(ref[name])
+            if over.any():
+                overflowed[s] = over
 
     tolerance: dict[str, np.ndarray] = dict(rounding)
     if numeric is not None and err is not None:
@@ -282,6 +291,9 @@ def judge_input(
         tol = tolerance[a] + tolerance[b]
         rules = [_rule(by[s], numeric) for s in (a, b)]
         undecided = kink.copy()
+        for src in (a, b):
+            if src in overflowed:
+                undecided |= overflowed[src]
         compared = int(np.prod(shape))
         if "numeric" in (a, b):
             undecided |= undecided_num
@@ -324,6 +336,7 @@ def judge_input(
     dependent = [s for s in present if s in by and by[s].depends_on]
     verdict = _Verdict(name, shape, grads, err, pairs, present, kinks, masks, precision, kinked, dependent, by)
     result = verdict.conclude(referee, tolerance)
+    result.overflow = {s: int(m.sum()) for s, m in overflowed.items()}
     if projection is not None:
         result.projections = values
         result.projection_error = projection.error
