@@ -56,6 +56,7 @@ __all__ = [
     "analytic_bound",
     "suspect",
     "Referee",
+    "RefereeAnswer",
     "RefereeFn",
     "project",
     "gradient_scale",
@@ -73,6 +74,13 @@ MEASURED_CAP = 1.0
 # close to its tolerance, and that many times closer than the third pair.
 SUSPECT_RATIO = 0.1
 SUSPECT_MARGIN = 10.0
+# A backward formula is wrong when, evaluated exactly, it differs from the true gradient by
+# more than this many times the rounding the dtype commits on it (or 2 u of the gradient).
+FORMULA_SAFETY = 4.0
+# Within its rounding bound, a manual program still differs suspiciously from the two other
+# sources when it is this many times further from them than its measured rounding and their
+# own disagreement explain: the referee then evaluates the formula exactly.
+SUSPICION = 4.0
 # The numeric error estimates already bound the true error at every calibration point; the
 # factor 4 covers points where the estimate's own error is large (one-sided step noise).
 SAFETY = 4.0
@@ -125,9 +133,20 @@ class Referee:
     sampled: int = 0  # disputed elements left out (a sample of a large input)
 
 
-# A referee takes the flat indices of disputed elements and returns the true gradient there
-# with its error estimate, or None when it cannot (the forward is not a program).
-RefereeFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray, int] | None"]
+@dataclass
+class RefereeAnswer:
+    """The referee's values at the elements it was asked about (in that order, maybe fewer)."""
+
+    truth: np.ndarray  # the true gradient, from the forward alone
+    error: np.ndarray  # its error estimate (inf on a kink)
+    digits: int
+    formula: np.ndarray | None = None  # the backward program itself at ``digits`` (manual programs)
+    formula_error: np.ndarray | None = None
+
+
+# A referee takes the flat indices of disputed elements and answers, or answers None when it
+# cannot (the forward is not a program).
+RefereeFn = Callable[[np.ndarray], "RefereeAnswer | None"]
 
 
 @dataclass
@@ -404,9 +423,42 @@ class _Verdict:
         decided = [p for p in self.pairs if p.undecided < p.compared]
         if not decided:
             return self.result("inconclusive", None, "the numeric error estimate is too large to decide")
+        if referee is not None:
+            flat = self._suspicious(tolerance)
+            if len(flat):
+                judged = self._ask(referee, flat, tolerance, "suspicious")
+                if judged is not None and judged.verdict == "fail":
+                    return judged
         present = self.present
         reason = "all sources agree" if len(present) == 3 else " and ".join(present) + " agree"
         return self.result("pass", None, reason + self._dependence_note())
+
+    def _suspicious(self, tolerance: dict[str, np.ndarray]) -> np.ndarray:
+        """Flat elements where the manual program passes its rounding bound (a first-order worst
+        case, often 10 to 100 times its real rounding) but sits further from the other sources
+        than its measured rounding and their own disagreement can explain."""
+        manual = self.by.get("manual")
+        if manual is None or manual.reference is None or manual.rounding is None:
+            return np.zeros(0, dtype=np.int64)
+        m = self.grads["manual"]
+        u = _eps(manual.dtype) / 2
+        rho = np.abs(m - manual.reference[self.name]) + 2 * u * np.abs(m)
+        others = [s for s in ("autograd", "numeric") if s in self.grads]
+        if not others:
+            return np.zeros(0, dtype=np.int64)
+        if len(others) == 2:
+            a, n = self.grads["autograd"], self.grads["numeric"]
+            own = np.abs(a - n)
+            gap = np.minimum(np.abs(m - a), np.abs(m - n))
+        else:
+            x = others[0]
+            own = tolerance[x]
+            gap = np.abs(m - self.grads[x])
+        with np.errstate(invalid="ignore"):
+            suspicious = gap > SUSPICION * (rho + own)
+        for k in self.kinks:
+            suspicious[k] = False
+        return np.flatnonzero(np.nan_to_num(suspicious.reshape(-1), nan=False))
 
     def _dependence_note(self) -> str:
         if not self.dependent:
@@ -420,11 +472,14 @@ class _Verdict:
         present = self.present
         odd = attribute(disagreeing, present)
         if odd in self.dependent:
-            odd = odd  # a dependent source that is the odd one out is still wrong
+            pass  # a dependent source that is the odd one out is still wrong
         elif odd == "numeric" and self.dependent:
             odd = None  # numeric is outvoted only by sources that share hand-written code
         if (odd is None or odd == "numeric") and referee is not None and "numeric" in present:
-            decided = self._referee(referee, tolerance)
+            disputed = np.zeros(self.shape, dtype=bool)
+            for mask in self.masks.values():
+                disputed |= mask
+            decided = self._ask(referee, np.flatnonzero(disputed.reshape(-1)), tolerance, "disputed")
             if decided is not None:
                 return decided
         if odd:
@@ -450,42 +505,53 @@ class _Verdict:
             return self.result("fail", guess, reason)
         return self.result("fail", None, "the sources disagree and no single one is the odd one out")
 
-    def _referee(self, referee: RefereeFn, tolerance: dict[str, np.ndarray]) -> InputResult | None:
-        disputed = np.zeros(self.shape, dtype=bool)
-        for mask in self.masks.values():
-            disputed |= mask
-        flat = np.flatnonzero(disputed.reshape(-1))
+    def _ask(
+        self, referee: RefereeFn, flat: np.ndarray, tolerance: dict[str, np.ndarray], what: str
+    ) -> InputResult | None:
+        """The referee's verdict on the ``what`` elements ``flat`` (None: it cannot judge).
+
+        A manual program is judged by its formula, evaluated exactly: wrong where it differs
+        from the true gradient by more than FORMULA_SAFETY times the rounding the dtype
+        committed on it. Other sources are judged by their tolerances against the truth."""
         if not len(flat):
             return None
         answer = referee(flat)
         if answer is None:
             return None
-        truth, error, digits = answer
-        checked = flat[: len(truth)]
+        checked = flat[: len(answer.truth)]
+        truth, error = answer.truth, answer.error
         wrong: dict[str, list[tuple[int, ...]]] = {}
         for s in self.present:
             g = self.grads[s].reshape(-1)[checked]
-            tol = tolerance[s].reshape(-1)[checked] + SAFETY * error
-            off = ~(np.abs(g - truth) <= tol)
+            if s == "manual" and answer.formula is not None:
+                b = answer.formula
+                u = _eps(self.by[s].dtype) / 2
+                fe = answer.formula_error if answer.formula_error is not None else 0.0
+                rounding = np.maximum(np.abs(g - b), 2 * u * np.abs(truth))
+                off = ~(np.abs(b - truth) <= FORMULA_SAFETY * (rounding + error + fe))
+            else:
+                off = ~(np.abs(g - truth) <= tolerance[s].reshape(-1)[checked] + SAFETY * error)
             if off.any():
                 wrong[s] = [tuple(int(i) for i in np.unravel_index(int(k), self.shape)) for k in checked[off]]
         elements = [tuple(int(i) for i in np.unravel_index(int(k), self.shape)) for k in checked]
-        info = Referee(digits, elements, wrong, truth, error, sampled=len(flat) - len(checked))
+        info = Referee(answer.digits, elements, wrong, truth, error, sampled=len(flat) - len(checked))
         analytic = [s for s in self.present if s != "numeric" and s in wrong]
-        n = len(checked)
+        n, digits = len(checked), answer.digits
         if not analytic:
             overruled = f"; numeric was off at {len(wrong['numeric'])}" if "numeric" in wrong else ""
             reason = (
-                f"all sources agree (a {digits}-digit referee recomputed the {n} disputed element(s): the analytic"
+                f"all sources agree (a {digits}-digit referee recomputed the {n} {what} element(s): the analytic"
                 f" sources are within their rounding{overruled})"
             )
             return self.result("pass", None, reason + self._dependence_note(), info)
         odd = analytic[0] if len(analytic) == 1 else None
         first = wrong[analytic[0]][0]
         who = " and ".join(analytic)
+        formula = " (its formula, evaluated exactly, is not the derivative)" if "manual" in analytic else ""
         reason = (
             f"{who} {'is' if odd else 'are'} off the true gradient at {sum(len(wrong[s]) for s in analytic)}"
-            f" element(s), first {list(first)} (a {digits}-digit referee recomputed the {n} disputed element(s))"
+            f" element(s), first {list(first)}{formula} (a {digits}-digit referee recomputed the {n} {what}"
+            " element(s))"
         )
         return self.result("fail", odd, reason + self._dependence_note(), info)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ._case import Case, load_cases
-from ._compare import InputResult, RefereeFn, gradient_scale, judge_input
+from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
 from ._progress import progress_bar
 from ._rounding import ProgramBounds, program_bounds, unit_roundoff
@@ -286,15 +286,15 @@ def _check_point(
 
 
 def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
-    """The 50-digit referee for disputed elements of ``name``; it answers None where it cannot
-    judge (the forward is not a program)."""
+    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+    # the referee's own rule (referee_available), without importing mpmath for every case
+    if case.forward.program is None:
+        return None
 
-    def decide(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    def decide(flat: np.ndarray) -> RefereeAnswer | None:
         # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
-        from ._sources.numeric.referee import referee_available, referee_gradient
+        from ._sources.numeric.referee import referee_backward, referee_gradient
 
-        if referee_available(case) is not None:
-            return None
         chosen = flat[:REFEREE_ELEMENTS]
         try:
             truth = referee_gradient(case, point, {name: chosen})
@@ -305,7 +305,15 @@ def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeF
         kinked = truth.kinks[name].reshape(-1)[chosen]
         # on a kink there is no true gradient to decide with
         errors = np.where(kinked, np.inf, errors)
-        return values, errors, truth.digits
+        answer = RefereeAnswer(values, errors, truth.digits)
+        if case.backward is not None and case.backward.program is not None:
+            try:
+                formula = referee_backward(case, point, truth.digits)
+            except CaseError:
+                return answer
+            answer.formula = formula.values[name].reshape(-1)[chosen]
+            answer.formula_error = formula.error[name].reshape(-1)[chosen]
+        return answer
 
     return decide
 

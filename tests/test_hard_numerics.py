@@ -338,3 +338,38 @@ def test_one_pair_over_its_tolerance_names_the_source_near_its_other_tolerance()
     assert ratios["manual-numeric"] > 1 and ratios["manual-autograd"] < 1 and ratios["autograd-numeric"] < 0.01
     assert (r.verdict, r.odd_one_out) == ("fail", "manual")
     assert "likely odd one out" in r.reason
+
+
+def test_a_formula_off_by_one_part_in_a_million_is_caught_inside_a_pessimistic_bound(tmp_path: Path) -> None:
+    # (x - 1)^5 expanded at x = 1.01: the backward's terms cancel from 80 to 5e-8, so its
+    # first-order rounding bound (about 1e-13) is 2x the bug (5e-14), while the rounding it
+    # really commits is 4e-15. The referee evaluates the formula exactly and sees the bug.
+    text = POLY5.replace("x = 1.001", "x = 1.01").replace("+ 5)", "+ 5) * (1 + 1e-6)")
+    result = check_case(load_case(_case(tmp_path, text)), RunOptions())
+    assert (result.verdict, result.odd_one_out) == ("fail", "manual"), result.reason
+    referee = result.inputs[0].referee
+    assert referee is not None and referee.digits == 50 and "manual" in referee.wrong
+    assert "its formula, evaluated exactly, is not the derivative" in result.reason
+
+
+def test_autograd_overflowing_in_float32_is_judged_without_it(tmp_path: Path) -> None:
+    # torch's float32 division backward divides by q * q, which underflows to 0 here: autograd
+    # is -inf where its float64 rerun is finite. The manual backward avoids it, and passes.
+    text = """
+        name = "lorentzian_tiny"
+        output = "f"
+        [inputs]
+        x = [1e-16, 1e-15, 1e-14]
+        [constants]
+        c = 1e-30
+        [forward]
+        program = '''
+        q = x * x + c
+        f = sum(x / q)
+        '''
+        [backward]
+        program = "dx = df * ((c - x * x) / q) / q"
+    """
+    result = check_case(load_case(_case(tmp_path, text)), RunOptions(dtype="float32"))
+    assert result.verdict == "pass", result.reason
+    assert result.inputs[0].overflow == {"autograd": 3}
