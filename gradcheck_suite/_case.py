@@ -46,7 +46,11 @@ _TOP_KEYS = {
     "reference",
     "expect",
     "sweep",
+    "module",
+    "order",
+    "checks",
 }
+_MODULE_KEYS = {"callable", "kwargs", "seed", "args"}
 _PROGRAM_KEYS = {"program"}
 _CALL_KEYS = {"callable", "args", "kwargs", "array", "returns"}
 _DRAW_KEYS = {"random", "shape", "seed", "mean", "std", "low", "high"}
@@ -98,6 +102,8 @@ class Case:
     upstreams: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
+    order: int = 1  # `order = 2`: also check second order
+    checks: tuple[str, ...] = ()  # `checks = [...]`: further check kinds (gradcheck_suite._kinds)
 
     @property
     def autograd_forward(self) -> Forward | None:
@@ -112,7 +118,14 @@ class Case:
         """What the report should say about how this case is checked."""
         if self.autograd_forward is not None:
             return []
-        why = "an autograd.Function" if self.forward.call and self.forward.call.is_function else "not torch"
+        call = self.forward.call
+        why = "not torch"
+        if call is not None and call.is_function:
+            why = "an autograd.Function"
+        elif call is not None and call.own_backward:
+            why = "built on custom autograd.Functions"
+        elif call is not None and not call.autograd:
+            why = "not for autograd"
         return [f"checked two ways: the forward `{self.forward.label}` is {why} and the case has no [reference]"]
 
     def at_dtype(self, dtype: str) -> Case:
@@ -248,6 +261,8 @@ class _Reader:
         self.expect: dict[str, Expected] = {}
         self.sweep: Sweep | None = None
         self.description = ""
+        self.order = 1
+        self.checks: tuple[str, ...] = ()
 
     def err(self, message: str, table: str = "", key: str | None = None) -> CaseError:
         label = f"{table}.{key}" if table and key else (table or key)
@@ -315,6 +330,8 @@ class _Reader:
             upstreams=self.upstreams,
             constants=self.constants,
             reference=self.reference,
+            order=self.order,
+            checks=self.checks,
         )
 
 
@@ -330,7 +347,11 @@ def _read_top(r: _Reader) -> None:
     for key in data:
         if key not in _TOP_KEYS:
             raise r.err(f"unknown key `{key}` (allowed: {', '.join(sorted(_TOP_KEYS))})", "", key)
+    if "module" in data and "forward" in data:
+        raise r.err("a case has either [forward] or [module] (a module is its own forward)", "module")
     for required in ("output", "inputs", "forward"):
+        if required == "forward" and "module" in data:
+            continue
         if required not in data:
             raise CaseError(f"missing required key `{required}`", file=r.path, key=required, case=name)
 
@@ -367,7 +388,94 @@ def _read_constants(r: _Reader) -> None:
         r.constants[cname] = _constant(spec, cname, lambda m, k=cname: r.err(m, "constants", k))
 
 
+def _read_checks(r: _Reader) -> None:
+    """``order = 2`` and ``checks = [...]``: the check kinds this case always gets."""
+    order = r.data.get("order", 1)
+    if isinstance(order, bool) or order not in (1, 2):
+        raise r.err("`order` must be 1 or 2", "", "order")
+    checks = r.data.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise r.err("`checks` must be a list of check names", "", "checks")
+    from ._kinds import parse_checks  # the kinds build on the engine, which builds on cases
+
+    try:
+        r.checks = parse_checks(checks)
+    except ValueError as exc:
+        raise r.err(f"`checks`: {exc}", "", "checks") from None
+    r.order = order
+
+
+def _module_factory(r: _Reader, table: str) -> Any:
+    """Import a module factory, call it (under its `seed`), and return the module."""
+    spec = r.data[table]
+    if not isinstance(spec, dict) or "callable" not in spec:
+        raise r.err(f'[{table}] needs `callable = "package.module:factory"`, a function returning an nn.Module', table)
+    extra = set(spec) - _MODULE_KEYS
+    if extra:
+        first = sorted(extra)[0]
+        raise r.err(f"unknown key `{first}` in [{table}] (allowed: {', '.join(sorted(_MODULE_KEYS))})", table, first)
+    call = r.call(table, table, [], r.all_names) if "args" not in spec or table == "module" else None
+    if call is None:
+        raise r.err(f"[{table}] takes no `args`: the module's inputs are those of [module]", table, "args")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise r.err("`seed` must be an integer", table, "seed")
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = call.fn(**call.kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's factory
+        raise r.err(f"the factory `{call.target}` raised {type(exc).__name__}: {exc}", table, "callable") from None
+    if not isinstance(module, torch.nn.Module):
+        raise r.err(
+            f"the factory `{call.target}` returned a {type(module).__name__}, not an nn.Module", table, "callable"
+        )
+    return module
+
+
+def _read_module(r: _Reader) -> None:
+    """[module]: a factory returning an nn.Module; its parameters join the inputs."""
+    if "module" not in r.data:
+        return
+    import torch
+
+    from ._modules import module_case  # modules build on cases
+
+    module = _module_factory(r, "module")
+    reference = None
+    if "reference" in r.data:
+        if not isinstance(r.data["reference"], dict) or "callable" not in r.data["reference"]:
+            raise r.err("a module's [reference] is a module too: `callable` names its factory", "reference")
+        reference = _module_factory(r, "reference")
+    args = r.data["module"].get("args", [*r.inputs, *r.constants])
+    unknown = [a for a in args if a not in r.all_names] if isinstance(args, list) else [args]
+    if unknown:
+        raise r.err(f"`args` must name inputs and constants; `{unknown[0]}` is neither", "module", "args")
+    values = {n: torch.tensor(np.asarray(r.inputs[n] if n in r.inputs else r.constants[n])) for n in args}
+    try:
+        case = module_case(
+            module,
+            values,
+            reference=reference,
+            name=r.name,
+            file=r.path,
+            line=r.lines.line("module", "callable"),
+            target=r.data["module"]["callable"],
+            outputs=r.outputs,
+            upstreams={o: None for o in r.outputs},
+            positional=True,
+        )
+    except CaseError as exc:
+        raise r.err(exc.message, "module") from None
+    r.inputs, r.constants = dict(case.inputs), dict(case.constants)
+    r.forward, r.reference, r.backward = case.forward, case.reference, case.backward
+
+
 def _read_forward(r: _Reader) -> None:
+    if r.forward is not None:  # a [module]
+        return
     fsec = r.section("forward")
     if isinstance(fsec, dict) and "callable" in fsec:
         r.forward = Forward(None, r.call("forward", "forward", r.all_names, r.all_names), r.outputs, r.constants)
@@ -380,7 +488,7 @@ def _read_forward(r: _Reader) -> None:
 
 
 def _read_reference(r: _Reader) -> None:
-    if "reference" not in r.data:
+    if "reference" not in r.data or "module" in r.data:  # a module's reference is a module: read with it
         return
     rsec = r.section("reference")
     if isinstance(rsec, dict) and "callable" in rsec:
@@ -417,9 +525,10 @@ def _read_backward(r: _Reader) -> None:
     assert forward is not None
     douts = [f"d{o}" for o in r.outputs]
     inputs = tuple(r.inputs)
-    if forward.call is not None and forward.call.is_function:
+    if forward.call is not None and forward.call.brings_backward:
         if "backward" in r.data:
-            raise r.err("a torch.autograd.Function brings its own backward: remove [backward]", "backward")
+            what = "torch.autograd.Function" if forward.call.is_function else "module built on autograd.Functions"
+            raise r.err(f"a {what} brings its own backward: remove [backward]", "backward")
         r.backward = Backward(None, None, inputs, r.outputs, forward, r.constants)
         return
     if "backward" not in r.data:
@@ -481,6 +590,8 @@ _SECTIONS = (
     _read_output,
     _read_inputs,
     _read_constants,
+    _read_checks,
+    _read_module,
     _read_forward,
     _read_reference,
     _read_upstream,

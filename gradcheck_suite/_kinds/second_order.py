@@ -1,0 +1,215 @@
+"""Second order: Hessian-vector products three ways (``order = 2``), and forward-over-reverse.
+
+For a direction ``v`` (every basis direction for small inputs, which gives the whole Hessian,
+else a few random ones), the derivative of the gradient along ``v``, ``H v``, per input:
+
+* **manual**: autograd's double backward through the hand-written backward (what
+  ``gradgradcheck`` tests: is the backward itself differentiable, and right). A backward
+  that detaches a term is right at first order and wrong here.
+* **autograd**: double backward of what the autograd source differentiates (the reference).
+* **numeric**: Richardson differences, in float64, of the first-order gradient along ``v``:
+  the autograd source's gradient where there is one (independent of the hand-written
+  backward), else the hand-written one (then this is gradgradcheck's comparison). The first-order
+  check already judged that gradient; its error estimate carries over as for any difference.
+
+``fwd-over-rev`` computes the manual and autograd products by forward-mode AD through the
+reverse-mode gradient instead (``check_fwd_over_rev``); the numeric source is the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.autograd import forward_ad as fwAD
+
+from .._sources import Gradients
+from ._base import Context, Direction, Outcome, directions, eps_scale, failed, richardson, stack
+from ._torch import TorchCase, Unavailable, first_line, missing_jvp, to_numpy
+
+__all__ = ["FORWARD_OVER_REVERSE", "ORDER2", "applies", "run"]
+
+ORDER2 = "order2"
+FORWARD_OVER_REVERSE = "fwd-over-rev"
+
+Gradient = Callable[..., list[torch.Tensor]]
+
+
+def _manual_reason(tc: TorchCase) -> str | None:
+    """Why autograd cannot differentiate the hand-written backward, or None when it can."""
+    kind = tc.manual
+    if kind is None:
+        return "the case has no hand-written backward"
+    if kind == "numpy":
+        return "the backward is numpy code, which autograd cannot differentiate"
+    forward = tc.case.forward
+    if kind in ("program", "torch") and forward.program is None and forward.call is not None:
+        if forward.call.array != "torch":
+            return "the forward is numpy code, which autograd cannot differentiate"
+    return None
+
+
+def applies(case_tc: TorchCase) -> str | None:
+    """None when at least two sources can take part."""
+    have = int(_manual_reason(case_tc) is None) + int(case_tc.case.autograd_forward is not None)
+    # numeric differences a gradient: the autograd one, else the hand-written one on torch
+    numeric = case_tc.case.autograd_forward is not None or _manual_reason(case_tc) is None
+    if have + int(numeric) < 2:
+        return "second order needs a backward autograd can follow or a torch forward (or reference)"
+    return None
+
+
+def _products(
+    gradient: Gradient, tc: TorchCase, point: dict[str, np.ndarray], dirs: Sequence[Direction], forward_mode: bool
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """H v for every direction, by reverse-over-reverse or forward-over-reverse AD."""
+    names = tc.names
+    notes: list[str] = []
+    per: list[dict[str, np.ndarray]] = []
+    if not forward_mode:
+        env = tc.tensors(point)
+        grads = gradient(env, None, create_graph=True)
+        leaves = list(env.values())
+        for d in dirs:
+            vs = [tc.be.asarray(d.v[n]) for n in names]
+            terms = [torch.sum(g * v) for g, v in zip(grads, vs, strict=True) if g.requires_grad]
+            if not terms:
+                notes.append("its gradient has no autograd graph: its derivative is zero to autograd")
+                per.append({n: np.zeros(np.shape(point[n])) for n in names})
+                continue
+            hv = torch.autograd.grad(torch.stack(terms).sum(), leaves, retain_graph=True, allow_unused=True)
+            pairs = zip(names, hv, strict=True)
+            per.append({n: to_numpy(h) if h is not None else np.zeros(np.shape(point[n])) for n, h in pairs})
+        return stack(per), notes
+    for d in dirs:
+        with fwAD.dual_level():
+            env = {
+                n: fwAD.make_dual(x, tc.be.asarray(d.v[n]))
+                for n, x in tc.tensors(point).items()  # leaves that require grad, made dual
+            }
+            grads = gradient(env, None, create_graph=True)
+            row = {}
+            for n, g in zip(names, grads, strict=True):
+                tangent = fwAD.unpack_dual(g).tangent
+                row[n] = to_numpy(tangent) if tangent is not None else np.zeros(np.shape(point[n]))
+        per.append(row)
+    return stack(per), notes
+
+
+def _numeric(ctx: Context, dirs: Sequence[Direction]) -> Gradients:
+    """Richardson differences of a float64 first-order gradient along each direction."""
+    key = ("second-order-numeric", len(dirs))
+    cached = ctx.cache.get(key)
+    if isinstance(cached, Gradients):
+        return cached
+    start = time.perf_counter()
+    tc = TorchCase(ctx.case, "float64", ctx.options.device)
+    names = tc.names
+    use_autograd = ctx.case.autograd_forward is not None
+    gradient: Gradient = tc.autograd_gradient if use_autograd else tc.manual_gradient
+    shapes = [np.shape(ctx.point[n]) for n in names]
+
+    def at(shift: dict[str, np.ndarray]) -> np.ndarray:
+        env = tc.tensors({n: ctx.point[n] + shift[n] for n in names})
+        with torch.enable_grad():
+            grads = gradient(env)
+        return np.concatenate([to_numpy(g).reshape(-1) for g in grads])
+
+    center = at({n: np.zeros(s) for n, s in zip(names, shapes, strict=True)})
+    scale = 16 * (np.abs(center) + eps_scale({"g": center}))
+    kinks = not ctx.case.forward.analytic
+    values, errors, kinked = [], [], []
+    for d in dirs:
+
+        def evaluate(steps: np.ndarray, d: Direction = d) -> np.ndarray:
+            return np.stack([at({n: s * d.factor * d.v[n] for n in names}) for s in steps])
+
+        dd, err, kink = richardson(evaluate, center, scale, kinks)
+        values.append(dd / d.factor)
+        errors.append(err / d.factor)
+        kinked.append(kink)
+
+    def split(rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        at_ = 0
+        for n, s in zip(names, shapes, strict=True):
+            size = int(np.prod(s))
+            out[n] = np.stack([r[at_ : at_ + size].reshape(s) for r in rows])
+            at_ += size
+        return out
+
+    which = "autograd's" if use_autograd else "the hand-written"
+    g = Gradients(
+        "numeric",
+        split(values),
+        "float64",
+        ctx.options.device,
+        error=split(errors),
+        kinks={k: v.astype(bool) for k, v in split([k.astype(float) for k in kinked]).items()},
+        method=f"richardson differences of {which} gradient",
+        seconds=time.perf_counter() - start,
+    )
+    ctx.cache[key] = g
+    return g
+
+
+def _analytic(
+    ctx: Context, source: str, dirs: Sequence[Direction], forward_mode: bool, outcome: Outcome
+) -> Gradients | None:
+    tc = TorchCase(ctx.case, ctx.options.dtype, ctx.options.device)
+    if source == "manual":
+        reason = _manual_reason(tc)
+        if reason is not None:
+            outcome.notes.append(f"manual: not checked ({reason})")
+            return None
+        gradient: Gradient = tc.manual_gradient
+        label = f"through {ctx.case.backward.label if ctx.case.backward else ''}"
+    else:
+        if ctx.case.autograd_forward is None:
+            return None
+        gradient = tc.autograd_gradient
+        label = f"of {ctx.case.autograd_forward.label}"
+    how = "forward-over-reverse AD" if forward_mode else "double backward"
+    start = time.perf_counter()
+    shapes = {n: (len(dirs), *np.shape(ctx.point[n])) for n in tc.names}
+    try:
+        values, notes = _products(gradient, tc, ctx.point, dirs, forward_mode)
+        reference = None
+        if ctx.options.dtype == "float32":  # the gap to float64 is this source's own rounding
+            hi = TorchCase(ctx.case, "float64", ctx.options.device)
+            g_hi: Gradient = hi.manual_gradient if source == "manual" else hi.autograd_gradient
+            reference, _ = _products(g_hi, hi, ctx.point, dirs, forward_mode)
+    except Unavailable as exc:
+        outcome.notes.append(f"{source}: not checked ({exc})")
+        return None
+    except Exception as exc:  # noqa: BLE001 - the user's backward failing under AD is the finding
+        if forward_mode and missing_jvp(exc):
+            outcome.notes.append(f"{source}: not checked (a custom Function on its way defines no jvp)")
+            return None
+        return failed(source, shapes, ctx.options.dtype, f"raised {first_line(exc)} in its {how}", outcome)
+    outcome.notes += [f"{source}: {n}" for n in notes]
+    return Gradients(
+        source,
+        values,
+        ctx.options.dtype,
+        ctx.options.device,
+        method=f"{how} {label}",
+        seconds=time.perf_counter() - start,
+        reference=reference,
+        reference_dtype="float64" if reference is not None else "",
+    )
+
+
+def run(ctx: Context, forward_mode: bool = False) -> Outcome:
+    dirs, whole = directions(ctx.point, ctx.case.sweep.seed if ctx.case.sweep else 0)
+    n = sum(int(np.asarray(v).size) for v in ctx.point.values())
+    check = f"hessian {n}x{n}" if whole else f"hvp x{len(dirs)}"
+    outcome = Outcome([], list(ctx.case.inputs), check=check)
+    for source in ("manual", "autograd"):
+        g = _analytic(ctx, source, dirs, forward_mode, outcome)
+        if g is not None:
+            outcome.sources.append(g)
+    outcome.sources.append(_numeric(ctx, dirs))
+    return outcome
