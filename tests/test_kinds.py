@@ -97,8 +97,10 @@ def test_a_bad_checks_key_is_a_located_error(tmp_path: Path) -> None:
 def test_kinds_that_do_not_apply_are_noted_not_run(cli: Any) -> None:
     code, out, _ = cli("run", str(CASES / "product.toml"), "--checks", "all", "--no-reports")
     assert code == 0, out
-    assert "product [forward]" in out and "product [batched]" not in out  # a program: nothing to batch
-    assert "not checked: batched (no backward for vmap to batch" in out
+    assert "product [fwd-over-rev]" in out  # forward mode through the backward program
+    assert "product [batched]" not in out and "product [forward]" not in out
+    assert "batched (no backward for vmap to batch" in out  # a program: nothing to batch
+    assert "forward (a hand-written backward has no forward mode to check)" in out
 
 
 def test_baselines_compare_kinds_and_read_version_1(tmp_path: Path, cli: Any) -> None:

@@ -49,7 +49,7 @@ def _fwd_over_rev(ctx: Context) -> Outcome:
 # name -> (why it does not apply, or None; what it runs)
 _KINDS: dict[str, tuple[Callable[[TorchCase], str | None], Callable[[Context], Outcome]]] = {
     second_order.ORDER2: (second_order.applies, _order2),
-    second_order.FORWARD_OVER_REVERSE: (second_order.applies, _fwd_over_rev),
+    second_order.FORWARD_OVER_REVERSE: (second_order.applies_forward_over_reverse, _fwd_over_rev),
     forward_mode.FORWARD: (forward_mode.applies, forward_mode.run),
     batched.BATCHED: (batched.applies, batched.run),
     undefined.UNDEFINED: (undefined.applies, undefined.run),
@@ -114,8 +114,16 @@ def _judge(ctx: Context, kind: str, outcome: Outcome, seconds: float) -> CaseRes
     )
 
 
-def check_kind(case: Case, options: RunOptions, kind: str, first: CaseResult | None = None) -> CaseResult:
-    """Run one check kind on ``case`` (``first``: its first-order result, if already made)."""
+def check_kind(
+    case: Case,
+    options: RunOptions,
+    kind: str,
+    first: CaseResult | None = None,
+    shared: dict[object, object] | None = None,
+) -> CaseResult:
+    """Run one check kind on ``case`` (``first``: its first-order result, if already made;
+    ``shared``: what the kinds of one case computed that another can use, such as the numeric
+    Jacobian or second-order differences)."""
     start = time.perf_counter()
     case = case.at_dtype(options.dtype)
     applies, runner = _KINDS[kind]
@@ -124,6 +132,8 @@ def check_kind(case: Case, options: RunOptions, kind: str, first: CaseResult | N
         raise case.error(f"{kind}: cannot run: {reason}")
     usable = first if first is not None and (first.samples is None or first.samples.worst == 0) else None
     ctx = Context(case, _first_order_options(options), _at_dtype(case.inputs, options.dtype), usable)
+    if shared is not None:
+        ctx.cache = shared
     with collect_notes() as notes, np.errstate(all="ignore"):
         outcome = runner(ctx)
     outcome.notes = list(dict.fromkeys([*outcome.notes, *notes]))  # each numeric run may say the same
@@ -139,13 +149,14 @@ def check_kinds(case: Case, options: RunOptions, first: CaseResult | None = None
     """Every requested kind that applies to ``case``; the ones that do not are noted on ``first``."""
     results = []
     skipped = []
+    shared: dict[object, object] = {}
     for kind in requested(case, options):
         reason = applicable(case, kind, options)
         if reason is not None:
             skipped.append(f"{kind} ({reason})")
             continue
         try:
-            results.append(check_kind(case, options, kind, first))
+            results.append(check_kind(case, options, kind, first, shared))
         except CaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - one kind failing to run must not hide the others

@@ -35,7 +35,7 @@ __all__ = [
 
 # Up to this many input elements in all, second order and forward mode take every basis
 # direction (the whole Hessian, the whole Jacobian); above it, DIRECTIONS random ones.
-WHOLE_ELEMENTS = 16
+WHOLE_ELEMENTS = 8
 DIRECTIONS = 4
 
 
@@ -77,13 +77,14 @@ class Direction:
     factor: float = 1.0
 
 
-def directions(point: Mapping[str, np.ndarray], seed: int) -> tuple[list[Direction], bool]:
-    """Every basis direction when the inputs are small (True), else DIRECTIONS random ones:
-    Rademacher signs times a power of two near each element's magnitude, as projections take."""
+def directions(point: Mapping[str, np.ndarray], seed: int, whole: int = WHOLE_ELEMENTS) -> tuple[list[Direction], bool]:
+    """Every basis direction when the inputs hold at most ``whole`` elements (True), else
+    DIRECTIONS random ones: Rademacher signs times a power of two near each element's
+    magnitude, as projections take."""
     sizes = {k: int(np.asarray(v).size) for k, v in point.items()}
     total = sum(sizes.values())
     out: list[Direction] = []
-    if total <= WHOLE_ELEMENTS:
+    if total <= whole:
         for name, x in point.items():
             for j in range(sizes[name]):
                 v = {k: np.zeros(np.shape(p)) for k, p in point.items()}

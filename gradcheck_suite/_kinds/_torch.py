@@ -24,11 +24,29 @@ from .._case import Case
 from .._case_callables import Forward, bind_constants
 from .._sources.autograd import torch_dtype
 
-__all__ = ["TorchCase", "Unavailable", "call_raw", "first_line", "missing_jvp", "to_numpy", "zeros_for_none"]
+__all__ = [
+    "TorchCase",
+    "Unavailable",
+    "call_raw",
+    "defines_jvp",
+    "first_line",
+    "missing_jvp",
+    "to_numpy",
+    "zeros_for_none",
+]
 
 
 class Unavailable(Exception):
     """A source cannot take part in a check kind (the message says why, for the notes)."""
+
+
+def defines_jvp(tc: TorchCase) -> bool:
+    """Whether forward-mode AD can go through the forward: not for an autograd.Function that
+    leaves ``jvp`` undefined (a module's custom layers are found out only when run)."""
+    call = tc.case.forward.call
+    if call is None or not call.is_function:
+        return True
+    return getattr(call.fn, "jvp", None) is not getattr(torch.autograd.Function, "jvp", None)
 
 
 def missing_jvp(exc: BaseException) -> bool:

@@ -24,9 +24,10 @@ from torch.func import vmap
 from .._sources import Gradients
 from .._sources.numeric import NumericSettings, numeric_gradients_at, resolve_mode
 from ._base import Context, Outcome, failed, stack
+from ._jacobian import numeric_vjps, output_shapes
 from ._torch import TorchCase, first_line, to_numpy, zeros_for_none
 
-__all__ = ["BATCHED", "UPSTREAMS", "applies", "numeric_with_upstreams", "output_shapes", "run"]
+__all__ = ["BATCHED", "UPSTREAMS", "applies", "numeric_with_upstreams", "run"]
 
 BATCHED = "batched"
 UPSTREAMS = 2
@@ -38,15 +39,12 @@ def applies(tc: TorchCase) -> str | None:
     return "no backward for vmap to batch: an autograd.Function's, a module's or a torch callable"
 
 
-def output_shapes(ctx: Context) -> list[tuple[int, ...]]:
-    tc = TorchCase(ctx.case, "float64", ctx.options.device)
-    with torch.no_grad():
-        outs = tc.outputs(ctx.case.forward, tc.tensors(ctx.point, False))
-    return [tuple(o.shape) for o in outs]
-
-
 def numeric_with_upstreams(ctx: Context, upstreams: list[list[np.ndarray]], outcome: Outcome) -> Gradients:
-    """The numeric source once per list of upstreams (one array per output), stacked."""
+    """The numeric gradient for each list of upstreams (one array per output), stacked: from
+    the whole numeric Jacobian for small inputs, else the numeric source once per list."""
+    from_jacobian = numeric_vjps(ctx, upstreams, outcome.notes)
+    if from_jacobian is not None:
+        return from_jacobian
     start = time.perf_counter()
     case, o = ctx.case, ctx.options
     sizes = {k: int(np.asarray(v).size) for k, v in ctx.point.items()}

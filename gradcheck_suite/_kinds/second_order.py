@@ -24,12 +24,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch.autograd import forward_ad as fwAD
+from torch.func import vmap
 
 from .._sources import Gradients
-from ._base import Context, Direction, Outcome, directions, eps_scale, failed, richardson, stack
-from ._torch import TorchCase, Unavailable, first_line, missing_jvp, to_numpy
+from .._sources.numeric.differences import extrapolate
+from .._sources.numeric.steps import base_step, pow2, step_multipliers
+from ._base import Context, Direction, Outcome, directions, eps_scale, failed, stack
+from ._torch import TorchCase, Unavailable, defines_jvp, first_line, missing_jvp, to_numpy
 
-__all__ = ["FORWARD_OVER_REVERSE", "ORDER2", "applies", "run"]
+__all__ = ["FORWARD_OVER_REVERSE", "ORDER2", "applies", "applies_forward_over_reverse", "run"]
 
 ORDER2 = "order2"
 FORWARD_OVER_REVERSE = "fwd-over-rev"
@@ -52,13 +55,23 @@ def _manual_reason(tc: TorchCase) -> str | None:
 
 
 def applies(case_tc: TorchCase) -> str | None:
-    """None when at least two sources can take part."""
-    have = int(_manual_reason(case_tc) is None) + int(case_tc.case.autograd_forward is not None)
+    """None when at least two sources can take part, the hand-written backward among them
+    where the case has one (else the kind would check torch alone)."""
+    manual = _manual_reason(case_tc)
+    if case_tc.case.backward is not None and manual is not None:
+        return manual
+    have = int(manual is None) + int(case_tc.case.autograd_forward is not None)
     # numeric differences a gradient: the autograd one, else the hand-written one on torch
     numeric = case_tc.case.autograd_forward is not None or _manual_reason(case_tc) is None
     if have + int(numeric) < 2:
         return "second order needs a backward autograd can follow or a torch forward (or reference)"
     return None
+
+
+def applies_forward_over_reverse(case_tc: TorchCase) -> str | None:
+    if not defines_jvp(case_tc):
+        return f"`{case_tc.case.forward.label}` defines no jvp for forward mode to go through"
+    return applies(case_tc)
 
 
 def _products(
@@ -72,6 +85,9 @@ def _products(
         env = tc.tensors(point)
         grads = gradient(env, None, create_graph=True)
         leaves = list(env.values())
+        batched = _batched_products(grads, leaves, names, tc, point, dirs)
+        if batched is not None:
+            return batched, notes
         for d in dirs:
             vs = [tc.be.asarray(d.v[n]) for n in names]
             terms = [torch.sum(g * v) for g, v in zip(grads, vs, strict=True) if g.requires_grad]
@@ -98,7 +114,33 @@ def _products(
     return stack(per), notes
 
 
-def _numeric(ctx: Context, dirs: Sequence[Direction]) -> Gradients:
+def _batched_products(
+    grads: Sequence[torch.Tensor],
+    leaves: Sequence[torch.Tensor],
+    names: Sequence[str],
+    tc: TorchCase,
+    point: dict[str, np.ndarray],
+    dirs: Sequence[Direction],
+) -> dict[str, np.ndarray] | None:
+    """Every direction's product in one double backward, vmapped over the directions
+    (``is_grads_batched``); None where vmap cannot run that backward (the loop then does)."""
+    keep = [k for k, g in enumerate(grads) if g.requires_grad]
+    if not keep:
+        return None
+    V = [tc.be.asarray(np.stack([d.v[names[k]] for d in dirs])) for k in keep]
+    try:
+        hv = torch.autograd.grad(
+            [grads[k] for k in keep], list(leaves), V, retain_graph=True, allow_unused=True, is_grads_batched=True
+        )
+    except Exception:  # noqa: BLE001 - a backward vmap cannot batch: one direction at a time
+        return None
+    D = len(dirs)
+    return {
+        n: to_numpy(h) if h is not None else np.zeros((D, *np.shape(point[n]))) for n, h in zip(names, hv, strict=True)
+    }
+
+
+def _numeric(ctx: Context, dirs: Sequence[Direction], notes: list[str]) -> Gradients:
     """Richardson differences of a float64 first-order gradient along each direction."""
     key = ("second-order-numeric", len(dirs))
     cached = ctx.cache.get(key)
@@ -108,36 +150,40 @@ def _numeric(ctx: Context, dirs: Sequence[Direction]) -> Gradients:
     tc = TorchCase(ctx.case, "float64", ctx.options.device)
     names = tc.names
     use_autograd = ctx.case.autograd_forward is not None
-    gradient: Gradient = tc.autograd_gradient if use_autograd else tc.manual_gradient
     shapes = [np.shape(ctx.point[n]) for n in names]
-
-    def at(shift: dict[str, np.ndarray]) -> np.ndarray:
-        env = tc.tensors({n: ctx.point[n] + shift[n] for n in names})
-        with torch.enable_grad():
-            grads = gradient(env)
-        return np.concatenate([to_numpy(g).reshape(-1) for g in grads])
-
-    center = at({n: np.zeros(s) for n, s in zip(names, shapes, strict=True)})
-    scale = 16 * (np.abs(center) + eps_scale({"g": center}))
     kinks = not ctx.case.forward.analytic
-    values, errors, kinked = [], [], []
+    mults = np.array(step_multipliers("richardson", kinks))
+    t = float(pow2(np.array(base_step("richardson"))))
+    steps = np.concatenate([t * mults, -t * mults])
+    base = {n: tc.be.asarray(np.asarray(ctx.point[n])) for n in names}
+    rows = {n: [base[n]] for n in names}  # the center, then every direction's steps
     for d in dirs:
-
-        def evaluate(steps: np.ndarray, d: Direction = d) -> np.ndarray:
-            return np.stack([at({n: s * d.factor * d.v[n] for n in names}) for s in steps])
-
-        dd, err, kink = richardson(evaluate, center, scale, kinks)
+        for st in steps:
+            for n in names:
+                rows[n].append(base[n] + float(st * d.factor) * tc.be.asarray(d.v[n]))
+    batch = [torch.stack(rows[n]) for n in names]
+    G = _gradients(tc, use_autograd, batch, notes)
+    center, G = G[0], G[1:].reshape(len(dirs), len(steps), -1)
+    scale = 16 * (np.abs(center) + eps_scale({"g": center}))
+    q = len(mults)
+    values, errors, kinked = [], [], []
+    for k, d in enumerate(dirs):
+        fp, fm = G[k, :q].T, G[k, q:].T
+        plus = np.broadcast_to(t * mults, fp.shape)
+        dd, err, kink = extrapolate(
+            fp, fm, plus, plus, "richardson", scale[:, None], center[:, None] if kinks else None
+        )
         values.append(dd / d.factor)
         errors.append(err / d.factor)
         kinked.append(kink)
 
-    def split(rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def split(parts: list[np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        at_ = 0
-        for n, s in zip(names, shapes, strict=True):
-            size = int(np.prod(s))
-            out[n] = np.stack([r[at_ : at_ + size].reshape(s) for r in rows])
-            at_ += size
+        at = 0
+        for n, sh in zip(names, shapes, strict=True):
+            size = int(np.prod(sh))
+            out[n] = np.stack([r[at : at + size].reshape(sh) for r in parts])
+            at += size
         return out
 
     which = "autograd's" if use_autograd else "the hand-written"
@@ -147,12 +193,52 @@ def _numeric(ctx: Context, dirs: Sequence[Direction]) -> Gradients:
         "float64",
         ctx.options.device,
         error=split(errors),
-        kinks={k: v.astype(bool) for k, v in split([k.astype(float) for k in kinked]).items()},
+        kinks={k: v > 0 for k, v in split([k.astype(float) for k in kinked]).items()},
         method=f"richardson differences of {which} gradient",
         seconds=time.perf_counter() - start,
     )
     ctx.cache[key] = g
     return g
+
+
+def _gradients(tc: TorchCase, use_autograd: bool, batch: list[torch.Tensor], notes: list[str]) -> np.ndarray:
+    """The first-order gradient (all inputs, flattened) at each row of ``batch``: one vmapped
+    call where the function allows it (torch.func.grad of the reference, or a backward program),
+    else one row at a time through torch.autograd."""
+    names = tc.names
+    case = tc.case
+
+    def flat(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([g.reshape(-1) for g in grads])
+
+    def batched(*xs: torch.Tensor) -> torch.Tensor:
+        if use_autograd:
+            forward = case.autograd_forward
+            assert forward is not None
+
+            def phi(*ys: torch.Tensor) -> torch.Tensor:
+                outs = tc.outputs(forward, dict(zip(names, ys, strict=True)))
+                ups = tc.upstreams(outs)
+                return torch.stack([torch.sum(u * o) for o, u in zip(outs, ups, strict=True)]).sum()
+
+            return flat(torch.func.grad(phi, argnums=tuple(range(len(xs))))(*xs))
+        return flat(tc.manual_gradient(dict(zip(names, xs, strict=True))))
+
+    def one(*xs: torch.Tensor) -> torch.Tensor:
+        env = {n: x.detach().requires_grad_(True) for n, x in zip(names, xs, strict=True)}
+        with torch.enable_grad():
+            grads = tc.autograd_gradient(env) if use_autograd else tc.manual_gradient(env)
+        return flat(grads).detach()
+
+    if tc.manual != "own" or use_autograd:
+        try:
+            return vmap(batched)(*batch).detach().cpu().numpy()
+        except Exception as exc:  # noqa: BLE001 - anything vmap cannot run: the loop below can
+            notes.append(
+                f"numeric: the gradient does not run under vmap ({first_line(exc)}): evaluated one step at a time"
+            )
+    rows = len(batch[0])
+    return torch.stack([one(*(b[r] for b in batch)) for r in range(rows)]).cpu().numpy()
 
 
 def _analytic(
@@ -211,5 +297,5 @@ def run(ctx: Context, forward_mode: bool = False) -> Outcome:
         g = _analytic(ctx, source, dirs, forward_mode, outcome)
         if g is not None:
             outcome.sources.append(g)
-    outcome.sources.append(_numeric(ctx, dirs))
+    outcome.sources.append(_numeric(ctx, dirs, outcome.notes))
     return outcome

@@ -23,8 +23,9 @@ import torch
 
 from .._sources import Gradients
 from ._base import Context, Outcome, failed, stack
+from ._jacobian import output_shapes
 from ._torch import TorchCase, first_line, to_numpy
-from .batched import numeric_with_upstreams, output_shapes
+from .batched import numeric_with_upstreams
 
 __all__ = ["UNDEFINED", "applies", "run"]
 
