@@ -49,6 +49,7 @@ _TOP_KEYS = {
     "module",
     "order",
     "checks",
+    "backward2",
 }
 _MODULE_KEYS = {"callable", "kwargs", "seed", "args"}
 _PROGRAM_KEYS = {"program"}
@@ -103,6 +104,8 @@ class Case:
     constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
     order: int = 1  # `order = 2`: also check second order
+    # [backward2]: a hand-written Hessian-vector product: given v<input>, assigns hv<input>
+    backward2: Program | None = None
     checks: tuple[str, ...] = ()  # `checks = [...]`: further check kinds (gradcheck_suite._kinds)
 
     @property
@@ -263,6 +266,7 @@ class _Reader:
         self.description = ""
         self.order = 1
         self.checks: tuple[str, ...] = ()
+        self.backward2: Program | None = None
 
     def err(self, message: str, table: str = "", key: str | None = None) -> CaseError:
         label = f"{table}.{key}" if table and key else (table or key)
@@ -332,6 +336,7 @@ class _Reader:
             reference=self.reference,
             order=self.order,
             checks=self.checks,
+            backward2=self.backward2,
         )
 
 
@@ -559,6 +564,30 @@ def _read_backward(r: _Reader) -> None:
     r.backward = Backward(bprog, None, inputs, r.outputs, forward, r.constants)
 
 
+def _read_backward2(r: _Reader) -> None:
+    """[backward2]: the derivative of every d<input> along a direction v (one v<input> per
+    input), assigned to hv<input>: a hand-written Hessian-vector product, the manual source of
+    the second-order check."""
+    if "backward2" not in r.data:
+        return
+    backward = r.backward
+    if backward is None or backward.program is None:
+        raise r.err("[backward2] differentiates a [backward] program: the case needs one", "backward2")
+    assert r.forward is not None
+    directions = [f"v{n}" for n in r.inputs]
+    clash = [d for d in directions if d in set(r.program_names) | set(r.forward.assigned) | set(backward.assigned)]
+    if clash:
+        raise r.err(f"[backward2] names its directions v<input>, and `{clash[0]}` is taken", "backward2")
+    known = [*r.program_names, *r.forward.assigned, *(f"d{o}" for o in r.outputs), *backward.assigned, *directions]
+    static = [*r.integers, *(r.forward.program.integers if r.forward.program else ())]
+    prog = r.program("backward2", known, static)
+    missing = [n for n in r.inputs if f"hv{n}" not in prog.assigned]
+    if missing:
+        names = ", ".join(f"`hv{n}`" for n in missing)
+        raise r.err(f"the [backward2] program must assign {names} (H v for each input)", "backward2", "program")
+    r.backward2 = prog
+
+
 def _read_expect(r: _Reader) -> None:
     raw = r.data.get("expect", {})
     if not isinstance(raw, dict):
@@ -596,6 +625,7 @@ _SECTIONS = (
     _read_reference,
     _read_upstream,
     _read_backward,
+    _read_backward2,
     _read_expect,
     _read_sweep,
     _read_description,

@@ -144,6 +144,8 @@ class CallTarget:
     own_backward: bool = False
     # False: autograd differentiates the case's reference instead (check(fn, reference=...)).
     autograd: bool = True
+    # False: forward-mode AD cannot go through it (a module's custom Functions define no jvp).
+    forward_ad: bool = True
 
     @property
     def is_function(self) -> bool:

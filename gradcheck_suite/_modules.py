@@ -124,9 +124,9 @@ def module_forward(module: nn.Module, spec: ModuleSpec) -> Callable[..., Any]:
     return forward
 
 
-def custom_functions(outputs: Sequence[torch.Tensor]) -> list[str]:
-    """The custom autograd.Functions whose nodes the outputs' autograd graph holds (their names)."""
-    found: dict[str, None] = {}
+def custom_functions(outputs: Sequence[torch.Tensor]) -> list[type]:
+    """The custom autograd.Functions whose nodes the outputs' autograd graph holds."""
+    found: dict[type, None] = {}
     seen: set[int] = set()
     stack = [o.grad_fn for o in outputs if isinstance(o, torch.Tensor) and o.grad_fn is not None]
     while stack:
@@ -135,8 +135,7 @@ def custom_functions(outputs: Sequence[torch.Tensor]) -> list[str]:
             continue
         seen.add(id(node))
         if isinstance(node, torch.autograd.function.BackwardCFunction):
-            cls = getattr(node, "_forward_cls", None)
-            found[cls.__name__ if cls is not None else type(node).__name__] = None
+            found[getattr(node, "_forward_cls", type(node))] = None
         stack.extend(next_node for next_node, _ in node.next_functions if next_node is not None)
     return list(found)
 
@@ -213,6 +212,9 @@ def module_case(
     where_file, where_line = _where(module)
     file, line = file or where_file, line or where_line
 
+    jvp = getattr(torch.autograd.Function, "jvp", None)
+    forward_ad = all(getattr(f, "jvp", None) is not jvp for f in hand_written)
+
     def call(fn: Callable[..., Any], role: str, own: bool, autograd: bool = True) -> CallTarget:
         return CallTarget(
             target=label if role == "forward" else f"{type(reference).__name__} (reference)",
@@ -228,6 +230,7 @@ def module_case(
             vmap=True,
             own_backward=own,
             autograd=autograd,
+            forward_ad=forward_ad or role != "forward",
         )
 
     forward = Forward(None, call(forward_fn, "forward", bool(hand_written)), tuple(outputs), constants)

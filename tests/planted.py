@@ -115,6 +115,13 @@ class CubeIntoBuffer(Cube):
         return out
 
 
+class CubeSlightlyOff(Cube):
+    @staticmethod
+    def backward(ctx: Ctx, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3.00003 * x * x * g  # a constant rounded to the wrong digits: 1e-5 relative
+
+
 # -- dtypes: float32 gradients for float64 inputs ----------------------------------------------
 
 
@@ -310,6 +317,7 @@ BUGS: list[Planted] = [
         "batched",
         {"check_batched_grad": True},
     ),
+    Planted("off_by_1e-5", CubeSlightlyOff, Cube, {"x": _x(2, 3, seed=9)}, _cube, "order1", {}),
     Planted(
         "float32_gradient",
         SoftplusFloat32,

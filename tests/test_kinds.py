@@ -164,3 +164,55 @@ def test_the_forward_mode_numeric_estimate_bounds_its_true_error() -> None:
     (label,) = numeric.values
     error = np.abs(numeric.values[label] - autograd.values[label])
     assert np.all(error <= numeric.error[label])
+
+
+BACKWARD2 = '''name = "product2"
+output = "z"
+order = 2
+[inputs]
+x = 4.0
+y = -3.0
+[forward]
+program = """
+z = x * y
+"""
+[backward]
+program = """
+dx = y * dz
+dy = x * dz
+"""
+[backward2]
+program = """
+hvx = vy * dz
+hvy = {hvy}
+"""
+'''
+
+
+def test_a_backward2_program_is_the_hand_written_second_order(tmp_path: Path, cli: Any) -> None:
+    path = tmp_path / "product2.toml"
+    path.write_text(BACKWARD2.format(hvy="vx * dz"))
+    result = check_kind(load_case(path), RunOptions(), "order2")
+    assert result.verdict == "pass" and result.sources["manual"].method == "the [backward2] program"
+    # H = [[0, 1], [1, 0]] at the Hessian's basis directions, whose rows are e_x and e_y
+    assert result.sources["manual"].values["x"].tolist() == [0.0, 1.0]
+    assert result.sources["manual"].values["y"].tolist() == [1.0, 0.0]
+    path.write_text(BACKWARD2.format(hvy="2 * vx * dz"))
+    code, out, _ = cli("run", str(path), "--no-reports")
+    assert code == 1 and "product2 [order2]" in out and "FAIL: manual is the odd one out" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BACKWARD2.format(hvy="vx * dz").replace("hvy = vx * dz\n", ""), "must assign `hvy`"),
+        (BACKWARD2.format(hvy="vx * dz").replace("dy = x * dz\n", "dy = x * dz\nvx = 1.0\n"), "`vx` is taken"),
+        (BACKWARD2.format(hvy="vq * dz"), "name `vq` is used before it is assigned"),
+    ],
+)
+def test_backward2_errors_are_located(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "product2.toml"
+    path.write_text(text)
+    with pytest.raises(Exception, match=message) as info:
+        load_case(path)
+    assert str(info.value).startswith(str(path))

@@ -42,9 +42,11 @@ class Unavailable(Exception):
 
 def defines_jvp(tc: TorchCase) -> bool:
     """Whether forward-mode AD can go through the forward: not for an autograd.Function that
-    leaves ``jvp`` undefined (a module's custom layers are found out only when run)."""
+    leaves ``jvp`` undefined, nor for a module built on such Functions."""
     call = tc.case.forward.call
-    if call is None or not call.is_function:
+    if call is None or not call.forward_ad:
+        return call is None
+    if not call.is_function:
         return True
     return getattr(call.fn, "jvp", None) is not getattr(torch.autograd.Function, "jvp", None)
 

@@ -26,7 +26,10 @@ import torch
 from torch.autograd import forward_ad as fwAD
 from torch.func import vmap
 
+from .._backends import NumpyBackend
+from .._case_callables import bind_constants
 from .._sources import Gradients
+from .._sources.manual import run_programs
 from .._sources.numeric.differences import extrapolate
 from .._sources.numeric.steps import base_step, pow2, step_multipliers
 from ._base import Context, Direction, Outcome, directions, eps_scale, failed, stack
@@ -58,6 +61,8 @@ def applies(case_tc: TorchCase) -> str | None:
     """None when at least two sources can take part, the hand-written backward among them
     where the case has one (else the kind would check torch alone)."""
     manual = _manual_reason(case_tc)
+    if case_tc.case.backward2 is not None:
+        manual = None  # the hand-written second order is a program
     if case_tc.case.backward is not None and manual is not None:
         return manual
     have = int(manual is None) + int(case_tc.case.autograd_forward is not None)
@@ -245,6 +250,8 @@ def _analytic(
     ctx: Context, source: str, dirs: Sequence[Direction], forward_mode: bool, outcome: Outcome
 ) -> Gradients | None:
     tc = TorchCase(ctx.case, ctx.options.dtype, ctx.options.device)
+    if source == "manual" and ctx.case.backward2 is not None and not forward_mode:
+        return _second_order_program(ctx, dirs)
     if source == "manual":
         reason = _manual_reason(tc)
         if reason is not None:
@@ -285,6 +292,38 @@ def _analytic(
         seconds=time.perf_counter() - start,
         reference=reference,
         reference_dtype="float64" if reference is not None else "",
+    )
+
+
+def _second_order_program(ctx: Context, dirs: Sequence[Direction]) -> Gradients:
+    """The case's [backward2] program, on numpy in the check's dtype, once per direction."""
+    start = time.perf_counter()
+    program = ctx.case.backward2
+    assert program is not None
+
+    def products(dtype: str) -> dict[str, np.ndarray]:
+        be = NumpyBackend(dtype)
+        values = run_programs(ctx.case, ctx.point, dtype)
+        per = []
+        for d in dirs:
+            env = {**bind_constants(ctx.case.constants, be), **values}
+            env.update({f"v{n}": be.asarray(v) for n, v in d.v.items()})
+            out = program.run(env, be)
+            per.append(
+                {n: np.asarray(out[f"hv{n}"], dtype=np.float64) * np.ones(np.shape(x)) for n, x in ctx.point.items()}
+            )
+        return stack(per)
+
+    hi = "float64" if ctx.options.dtype == "float32" else None
+    return Gradients(
+        "manual",
+        products(ctx.options.dtype),
+        ctx.options.dtype,
+        "cpu",
+        method="the [backward2] program",
+        seconds=time.perf_counter() - start,
+        reference=products(hi) if hi else None,
+        reference_dtype=hi or "",
     )
 
 
