@@ -62,7 +62,7 @@ def _torch_target(bug: Planted, which: str) -> tuple[Callable[..., Any], tuple[t
 
 
 def torch_verdict(bug: Planted, which: str) -> str:
-    """"pass", or what torch's first failing check said."""
+    """ "pass", or what torch's first failing check said."""
     fn, inputs, jvp = _torch_target(bug, which)
     common = {"check_batched_grad": True, "check_grad_dtypes": True}
     runs = [
@@ -122,7 +122,8 @@ def main() -> None:
     if args.size:
         suite += [resized(b, args.size) for b in BUGS if not b.module and b.name != "detached_term"]
     print(f"machine: {machine()}")
-    print("| bug | torch: wrong | torch: right | torch s | gradcheck-suite: wrong | gradcheck-suite: right | ours s | ratio |")
+    columns = ["bug", "torch: wrong", "torch: right", "torch s", "gradcheck-suite: wrong", "gradcheck-suite: right"]
+    print("| " + " | ".join([*columns, "ours s", "ratio"]) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     totals = {"torch": 0.0, "ours": 0.0, "torch_caught": 0, "ours_caught": 0, "torch_alarms": 0, "ours_alarms": 0}
     for bug in suite:
@@ -130,8 +131,8 @@ def main() -> None:
         for which in ("wrong", "right"):
             verdicts[("torch", which)] = torch_verdict(bug, which)  # also the warm-up
             verdicts[("ours", which)] = ours_verdict(bug, which)
-        t_torch = median_time(lambda: (torch_verdict(bug, "wrong"), torch_verdict(bug, "right")), args.runs)
-        t_ours = median_time(lambda: (ours(bug, "wrong"), ours(bug, "right")), args.runs)
+        t_torch = median_time(lambda b=bug: (torch_verdict(b, "wrong"), torch_verdict(b, "right")), args.runs)
+        t_ours = median_time(lambda b=bug: (ours(b, "wrong"), ours(b, "right")), args.runs)
         totals["torch"] += t_torch
         totals["ours"] += t_ours
         for tool in ("torch", "ours"):

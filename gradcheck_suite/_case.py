@@ -401,13 +401,15 @@ def _read_checks(r: _Reader) -> None:
     checks = r.data.get("checks", [])
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise r.err("`checks` must be a list of check names", "", "checks")
+    r.order = order
+    if not checks:
+        return
     from ._kinds import parse_checks  # the kinds build on the engine, which builds on cases
 
     try:
         r.checks = parse_checks(checks)
     except ValueError as exc:
         raise r.err(f"`checks`: {exc}", "", "checks") from None
-    r.order = order
 
 
 def _module_factory(r: _Reader, table: str) -> Any:

@@ -42,7 +42,6 @@ from ._case import Case
 from ._case_callables import Backward, CallTarget, Forward, is_autograd_function
 from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device
 from ._errors import CaseError, UsageError
-from ._kinds import check_kinds, parse_checks
 from ._modules import module_case
 from ._report.terminal import render_case_detail, render_table
 from ._sources.numeric import DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
@@ -174,6 +173,8 @@ def _options(
         raise UsageError(f"order must be 1 or 2, not {order!r}")
     if isinstance(checks, str):
         checks = [c.strip() for c in checks.split(",") if c.strip()]
+    from ._kinds import parse_checks  # the kinds load torch.func: only for checks that ask for them
+
     try:
         kinds = parse_checks(list(checks))
     except ValueError as exc:
@@ -195,6 +196,10 @@ def _options(
 
 def _check(case: Case, options: RunOptions) -> CheckResult:
     first = check_case(case, options)
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return CheckResult.of(first)
+    from ._kinds import check_kinds
+
     return CheckResult.of(first, check_kinds(case, options, first))
 
 

@@ -342,11 +342,10 @@ def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
 
 def _kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
     """The further check kinds (second order, forward mode, ...) the options or the case ask for."""
-    # imported here: the kinds build on this module's check_case
-    from ._kinds import check_kinds, requested
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []  # and the kinds (torch.func, forward AD) are never imported
+    from ._kinds import check_kinds  # here: the kinds build on this module's check_case
 
-    if not requested(case, options):
-        return []
     return check_kinds(case, options, first)
 
 

@@ -42,7 +42,6 @@ from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._engine import CaseResult, Report, RunOptions, check_case
 from ._errors import CaseError
-from ._kinds import applicable, check_kind, requested
 from ._options import add_pytest_options, run_options
 from ._report import json_report
 from ._report.outputs import write_reports
@@ -171,10 +170,18 @@ class CaseFile(pytest.File):
             for dtype in state.dtypes:
                 options = replace(state.base, device=device, dtype=dtype)
                 yield CaseItem.from_parent(self, name=f"{case.name}[{device}-{dtype}]", case=case, options=options)
-                for kind in requested(case, options):
-                    if applicable(case, kind, options) is None:
-                        name = f"{case.name}[{device}-{dtype}-{kind}]"
-                        yield CaseItem.from_parent(self, name=name, case=case, options=options, kind=kind)
+                for kind in _kinds(case, options):
+                    name = f"{case.name}[{device}-{dtype}-{kind}]"
+                    yield CaseItem.from_parent(self, name=name, case=case, options=options, kind=kind)
+
+
+def _kinds(case: Case, options: RunOptions) -> list[str]:
+    """The check kinds asked for that apply to ``case`` (each one more item)."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []
+    from ._kinds import applicable, requested  # the kinds load torch.func: only when asked for
+
+    return [k for k in requested(case, options) if applicable(case, k, options) is None]
 
 
 def _skip(reason: str) -> NoReturn:
@@ -213,6 +220,8 @@ class CaseItem(pytest.Item):
         state = self.config.stash[_STATE]
         try:
             if self.kind:
+                from ._kinds import check_kind
+
                 result = check_kind(self.case, self.options, self.kind)
             else:
                 result = check_case(self.case, self.options)
