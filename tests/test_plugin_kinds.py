@@ -45,6 +45,14 @@ def test_each_kind_is_an_item_named_for_k(functions: pytest.Pytester) -> None:
     functions.runpytest("-k", "not order2").assert_outcomes(passed=1)
 
 
+def test_kind_items_report_across_xdist_workers(functions: pytest.Pytester) -> None:
+    result = functions.runpytest("-n", "2", "--gradcheck-checks", "batched", "--gradcheck-report-dir", "out")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["gradcheck: 3 case(s): 2 pass, 1 fail, 0 inconclusive, 0 error*"])
+    report = (functions.path / "out" / "report.json").read_text()
+    assert '"kind": "order2"' in report and '"kind": "batched"' in report
+
+
 def test_the_order_option_adds_second_order_items(pytester: pytest.Pytester) -> None:
     (pytester.path / "checks").mkdir()
     (pytester.path / "checks" / "xyy.toml").write_text(FUNCTION_CASE.format(function="XYY", extra=""))
