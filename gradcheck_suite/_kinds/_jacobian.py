@@ -41,6 +41,19 @@ def output_shapes(ctx: Context) -> list[tuple[int, ...]]:
     return shapes
 
 
+def _fallback(ctx: Context) -> Fallback:
+    """One per case: once vmap has failed on its forward (here, or in the first-order numeric
+    source, whose note says so), the loop runs at once."""
+    fallback = ctx.cache.get("fallback")
+    if not isinstance(fallback, Fallback):
+        fallback = Fallback(f"`{ctx.case.forward.label}`")
+        first = ctx.first
+        if first is not None and any("does not run under torch.func.vmap" in n for n in first.notes):
+            fallback.reason = "as at first order"
+        ctx.cache["fallback"] = fallback
+    return fallback
+
+
 def numeric_jvps(
     ctx: Context, dirs: Sequence[Direction], shapes: Mapping[str, tuple[int, ...]], notes: list[str]
 ) -> Gradients:
@@ -83,7 +96,7 @@ def _jvps(
                 rows[n].append(base[n] + float(s * d.factor) * tc.be.asarray(d.v[n]))
     batch = [torch.stack(rows[n]) for n in names]
     in_dims = tuple(0 for _ in names)
-    f = vmap_or_loop(one, in_dims, Fallback(f"`{case.forward.label}`")) if case.forward.vmap else looped(one, in_dims)
+    f = vmap_or_loop(one, in_dims, _fallback(ctx)) if case.forward.vmap else looped(one, in_dims)
     with torch.no_grad(), collect_notes() as said:
         (F,) = f(*batch)
     notes += said
