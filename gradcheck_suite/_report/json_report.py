@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 1. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 2. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -12,6 +12,16 @@ value there. JSON has no infinity or NaN, so a non-finite number is written as t
 
 A new field that old readers can ignore keeps the version; renaming or removing one, or
 changing a field's meaning, bumps it.
+
+Version 2 (issue 11) added check kinds: each case entry has ``kind`` (``"order1"`` for
+first-order gradients; ``"order2"``, ``"fwd-over-rev"``, ``"forward"``, ``"batched"``,
+``"undefined"``, ``"dtypes"``, ``"noncontiguous"``), ``check`` (what a kind compared,
+``"hessian 4x4"``; empty for first order), and ``notes`` (how the sources ran). One case may now
+have several entries, one per kind, so a case's name across reports and baselines is
+``case[device-dtype]`` for first order and ``case[device-dtype-kind]`` for the others; an
+input's ``name`` is an output's for forward mode, and its values have a leading axis (the
+directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
+reports read as version 2 with every entry of kind ``order1``.
 """
 
 from __future__ import annotations
@@ -34,10 +44,21 @@ from .._compare import InputResult, gradient_scale
 from .._engine import CaseResult, Report
 from .._errors import CaseError
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+__all__ = [
+    "FIRST_ORDER",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "case_key",
+    "to_dict",
+    "dumps",
+    "environment",
+    "load_schema",
+    "number",
+]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+FIRST_ORDER = "order1"
 
 Number = float | str
 
@@ -56,7 +77,9 @@ def to_float(x: Number) -> float:
 
 def case_key(entry: dict[str, Any]) -> str:
     """How a case is named across reports and baselines; also its JUnit test name."""
-    return f"{entry['case']}[{entry['device']}-{entry['dtype']}]"
+    kind = entry.get("kind") or FIRST_ORDER
+    suffix = "" if kind == FIRST_ORDER else f"-{kind}"
+    return f"{entry['case']}[{entry['device']}-{entry['dtype']}{suffix}]"
 
 
 def _git_commit() -> str | None:
@@ -201,6 +224,9 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "expect_failures": list(r.expect_failures),
         "samples": samples,
         "mode": r.mode,
+        "kind": r.kind or FIRST_ORDER,
+        "check": r.check_label,
+        "notes": list(r.notes),
         "inputs": [_input(i) for i in r.inputs],
     }
 
@@ -235,6 +261,8 @@ def to_dict(
             "mode": o.mode,
             "elements": o.elements,
             "directions": o.directions,
+            "order": o.order,
+            "checks": list(o.checks),
         },
         "timings": {
             "total_seconds": report.seconds,
