@@ -170,7 +170,14 @@ def _input(i: InputResult) -> dict[str, Any]:
 def _case(r: CaseResult) -> dict[str, Any]:
     samples = None
     if r.samples is not None:
-        samples = {"points": r.samples.points, "counts": dict(r.samples.counts), "worst": r.samples.worst}
+        samples = {
+            "points": r.samples.points,
+            "counts": dict(r.samples.counts),
+            "worst": r.samples.worst,
+            # each point's verdict and largest difference over tolerance (point 0: the case's own)
+            "verdicts": list(r.samples.verdicts),
+            "ratios": [number(x) for x in r.samples.ratios],
+        }
     return {
         "case": r.case.name,
         "file": r.case.file.as_posix(),
@@ -187,6 +194,14 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "mode": r.mode,
         "inputs": [_input(i) for i in r.inputs],
     }
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    summary: dict[str, Any] = dict(report.counts())
+    points = report.point_counts()
+    if points is not None:
+        summary["points"] = points  # the sweeps' points, counted as the terminal counts them
+    return summary
 
 
 def _error(e: CaseError) -> dict[str, Any]:
@@ -224,7 +239,7 @@ def to_dict(
             "total_seconds": report.seconds,
             "cases_seconds": sum(r.seconds for r in report.results),
         },
-        "summary": report.counts(),
+        "summary": _summary(report),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
         "baseline": baseline,

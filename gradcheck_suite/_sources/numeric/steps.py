@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._defaults import METHODS
+
 __all__ = ["COMPLEX_STEP", "EPS", "METHODS", "base_step", "pow2", "resolve_method", "step_multipliers"]
 
-METHODS = ("auto", "central", "richardson", "complex-step")
 EPS = float(np.finfo(np.float64).eps)
 
 
