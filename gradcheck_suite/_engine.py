@@ -81,6 +81,7 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
 
     @property
     def reason(self) -> str:

@@ -93,7 +93,7 @@ def test_junit_has_the_attributes_ci_reads(mixed_run: Path, mixed_cases: Path) -
         "kink[cpu-float64]",
         "broken[cpu-float64]",
     }
-    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul"
+    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul.toml"  # as pytest names it
     assert list(cases["product[cpu-float64]"]) == []  # a pass has no child element
 
     skipped = cases["kink[cpu-float64]"].find("skipped")

@@ -34,7 +34,17 @@ from .._compare import InputResult, gradient_scale
 from .._engine import CaseResult, Report
 from .._errors import CaseError
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+__all__ = [
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "case_key",
+    "display_path",
+    "to_dict",
+    "dumps",
+    "environment",
+    "load_schema",
+    "number",
+]
 
 SCHEMA_ID = "gradcheck-suite/report"
 SCHEMA_VERSION = 1
@@ -178,9 +188,9 @@ def _case(r: CaseResult) -> dict[str, Any]:
             "verdicts": list(r.samples.verdicts),
             "ratios": [number(x) for x in r.samples.ratios],
         }
-    return {
+    entry = {
         "case": r.case.name,
-        "file": r.case.file.as_posix(),
+        "file": display_path(r.case.file),
         "device": r.device,
         "dtype": r.dtype,
         "verdict": r.verdict,
@@ -194,6 +204,9 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "mode": r.mode,
         "inputs": [_input(i) for i in r.inputs],
     }
+    if r.test_id is not None:
+        entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
+    return entry
 
 
 def _summary(report: Report) -> dict[str, Any]:
@@ -205,14 +218,30 @@ def _summary(report: Report) -> dict[str, Any]:
 
 
 def _error(e: CaseError) -> dict[str, Any]:
-    return {
-        "file": e.file.as_posix() if e.file is not None else None,
+    entry = {
+        "file": display_path(e.file) if e.file is not None else None,
         "line": e.line,
         "case": e.case,
         "key": e.key,
         "message": e.message,
         "text": str(e),
     }
+    nodeid = getattr(e, "nodeid", None)
+    if isinstance(nodeid, str):
+        entry["nodeid"] = nodeid
+    return entry
+
+
+def display_path(path: Path) -> str:
+    """A case file as reports name it: relative to the current directory when under it, so
+    that junit.xml's classnames and baselines do not depend on where the checkout lies."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
 
 
 def to_dict(
