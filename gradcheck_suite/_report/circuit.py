@@ -83,7 +83,7 @@ def dot_source(key: str, drawn: Mapping[str, Any]) -> str:
         classes = f"{kind}" + (" blamed" if n.get("blamed") else "")
         if n.get("blamed"):
             attrs = {**attrs, "fillcolor": "#ffebe9", "color": STATUS_COLOURS["wrong"], "penwidth": "3"}
-        g.node(n["id"], label=_node_label(n), id=f"node-{n['id']}", **{"class": classes}, **attrs)
+        g.node(n["id"], label=_node_label(n), id=f"node_{n['id']}", **{"class": classes}, **attrs)
     for k, w in enumerate(drawn["wires"]):
         colour = STATUS_COLOURS.get(w["status"], "#8c959f")
         attrs = {"color": colour, "penwidth": "2.5" if w["status"] == "wrong" else "1.2"}
@@ -97,7 +97,7 @@ def dot_source(key: str, drawn: Mapping[str, Any]) -> str:
             w["from"],
             w["to"],
             label="" if w.get("branch") else _wire_label(w),
-            id=f"wire-{k}",
+            id=f"wire_{k}",
             **{"class": f"wire {w['status']}"},
             **attrs,
         )

@@ -97,6 +97,8 @@ footer { color: var(--muted); margin-top: 2em; font-size: .9em; }
 
 SCRIPT = """
 (function () {
+  // says the page's script ran to its end (the browser test reads it from the DOM)
+  document.documentElement.setAttribute('data-ready', 'yes');
   var box = document.getElementById('only-problems');
   if (!box) { return; }
   box.addEventListener('change', function () {
