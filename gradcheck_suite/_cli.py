@@ -63,8 +63,8 @@ K_HELP = (
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gradcheck",
-        description="Cross-check gradients three ways: your hand-written backward, torch autograd"
-        " and finite differences; report every disagreement and which source is the odd one out.",
+        description="Cross-check gradients three ways: your hand-written backward, torch autograd\n"
+        "and finite differences; report every disagreement and which source is the odd one out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         parents=[common],
         help="check cases and report every disagreement",
-        description="Check every case under PATHS and report every disagreement. Rows come in the"
-        " case files' order (a folder's own files by name, then its subfolders), under each folder's"
+        description="Check every case under PATHS and report every disagreement.\nRows come in the"
+        " case files' order (a folder's own files by name, then its subfolders),\nunder each folder's"
         " name when there are several.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -102,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "save",
         parents=[common],
         help="run the cases and store the report as a baseline",
-        description="Run the cases and store the report as a baseline. Saving again when no"
-        " gradient changed leaves the file byte for byte as it was.",
+        description="Run the cases and store the report as a baseline. Saving again when no\n"
+        "gradient changed leaves the file byte for byte as it was.",
     )
     save.add_argument(
         "file",
@@ -131,8 +131,9 @@ def _parser() -> argparse.ArgumentParser:
         "show",
         parents=[common],
         help="print each step's value and each gradient of one case",
-        description="Print each forward and backward step of one case with its value, as the"
-        " notebook's cells do, then each source's gradient; --html draws it as a circuit.",
+        description="Print each forward and backward step of one case with its value, as the\n"
+        "notebook's cells do, then each source's gradient; --html draws it as a circuit.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sh.add_argument("case", help="the case's name")
     sh.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders")

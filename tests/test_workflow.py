@@ -99,11 +99,15 @@ def test_the_workflow_installs_and_tests_as_the_readme_says() -> None:
     ]
     by = {n: s for n, s in zip(names, steps, strict=True)}
     setup, test = readme_commands()
-    # The README's set-up, less its demo run, is the install; the CPU torch line before it
-    # only fetches the pinned torch from PyTorch's CPU index instead of PyPI's CUDA build.
+    # The README's set-up, less its demo run, ends the install; the two lines before it only
+    # fetch the pinned torch from PyTorch's CPU index into the venv instead of PyPI's CUDA build.
     readme_install = [c.strip() for c in setup.split("&&") if "gradcheck run" not in c]
     install = [c for c in by["Install"]["run"].splitlines() if c]
-    assert [c for c in install if "download.pytorch.org" not in c] == readme_install
+    assert install[-len(readme_install) :] == readme_install
+    assert install[: -len(readme_install)] == [
+        "python3 -m venv .venv",
+        ".venv/bin/pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu",
+    ]
     assert by["Tests"]["run"] == test
     # .ci/run runs the same regression command, after the README's test command.
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
