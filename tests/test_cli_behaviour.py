@@ -322,3 +322,15 @@ def test_case_file_callables_are_found_in_the_current_directory(tmp_path: Path) 
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 case(s): 1 pass" in proc.stdout
+
+
+def test_the_package_exports_its_api_lazily() -> None:
+    probe = (
+        "import sys, gradcheck_suite as g\n"
+        "before = 'torch' in sys.modules\n"
+        "names = [n for n in g.__all__ if n != '__version__']\n"
+        "missing = [n for n in names if getattr(g, n, None) is None]\n"
+        "print(before, sorted(names) == sorted(g._EXPORTS), missing)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip() == "False True []"

@@ -161,13 +161,13 @@ _VOLATILE_CASE = ("seconds",)
 
 
 def _stable(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` without what changes on every run."""
+    """``data`` without what changes on every run, its cases in a fixed order."""
     out = {k: v for k, v in data.items() if k not in _VOLATILE}
     cases = out.get("cases")
-    if isinstance(cases, list):
-        out["cases"] = [
-            {k: v for k, v in c.items() if k not in _VOLATILE_CASE} if isinstance(c, dict) else c for c in cases
-        ]
+    if isinstance(cases, list) and all(isinstance(c, dict) for c in cases):
+        # in any order: the order of the files is not a gradient (and baselines match by name)
+        stable = [{k: v for k, v in c.items() if k not in _VOLATILE_CASE} for c in cases]
+        out["cases"] = sorted(stable, key=lambda c: json.dumps(c, sort_keys=True))
     return out
 
 
