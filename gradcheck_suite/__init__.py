@@ -4,7 +4,9 @@ from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check
 from ._compare import InputResult, PairDiff
 from ._engine import CaseResult, Report, RunOptions, check_case, run
-from ._errors import CaseError, GradcheckError, UsageError
+from ._errors import CaseError, GradcheckError, LimitError, UsageError
+from ._limits import Limits
+from ._trust import Trust
 
 __version__ = "0.1.0"
 
@@ -16,9 +18,12 @@ __all__ = [
     "GradcheckError",
     "GradientCheckFailed",
     "InputResult",
+    "LimitError",
+    "Limits",
     "PairDiff",
     "Report",
     "RunOptions",
+    "Trust",
     "UsageError",
     "check",
     "check_case",

@@ -10,9 +10,10 @@ import numpy as np
 
 from ._backends import NumpyBackend
 from ._case import Case, load_cases
-from ._engine import check_case, ensure_device, run, select
+from ._engine import RunOptions, check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
-from ._options import add_argparse_options, run_options
+from ._guard import deadline, prepare
+from ._options import LIMIT_OPTIONS, TRUST_OPTIONS, add_argparse_options, run_options
 from ._report import (
     baseline,
     format_value,
@@ -25,6 +26,7 @@ from ._report import (
 from ._report.files import prepare_dir
 from ._report.outputs import write_reports
 from ._sources.manual import upstream_gradients
+from ._text import printable
 
 __all__ = ["main"]
 
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the cases")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
     ls.add_argument("-k", dest="pattern")
+    add_argparse_options(ls, options=TRUST_OPTIONS + LIMIT_OPTIONS)  # loading imports nothing, but checks
 
     sh = sub.add_parser("show", help="print each step's value and each gradient of one case")
     sh.add_argument("case", help="the case's name")
@@ -117,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return _show(args)
     except GradcheckError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - no input may end in a traceback (docs/limits.md)
+        print(f"gradcheck: internal error: {printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return 2
 
 
@@ -180,7 +188,8 @@ def _baseline_save(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     status = 0
-    for item in select(load_cases(args.paths), args.pattern):
+    options = run_options(vars(args))
+    for item in select(load_cases(args.paths, limits=options.limits, trust=options.trust()), args.pattern):
         if isinstance(item, CaseError):
             print(f"error: {item}", file=sys.stderr)
             status = 2
@@ -195,13 +204,13 @@ def _list(args: argparse.Namespace) -> int:
             )
             if present
         )
-        print(f"{item.name:24} {item.file}  ({shapes}; {sources})  {item.description}")
+        print(f"{item.name:24} {printable(item.file)}  ({shapes}; {sources})  {printable(item.description)}")
     return status
 
 
-def _find(name: str, paths: list[Path]) -> Case:
+def _find(name: str, paths: list[Path], options: RunOptions) -> Case:
     errors = []
-    for item in load_cases(paths):
+    for item in load_cases(paths, limits=options.limits, trust=options.trust()):
         if isinstance(item, CaseError):
             errors.append(item)
         elif item.name == name:
@@ -211,11 +220,17 @@ def _find(name: str, paths: list[Path]) -> Case:
 
 
 def _show(args: argparse.Namespace) -> int:
-    case = _find(args.case, args.paths)
     options = run_options(vars(args))
+    case = _find(args.case, args.paths, options)  # finding it imports nothing
     ensure_device(options.device)
-    case = case.at_dtype(options.dtype)
-    print(f"{case.name}: {case.description}  ({case.file})")
+    with deadline(options.limits.timeout, case):
+        case = prepare(case, options.limits).at_dtype(options.dtype)
+        _show_steps(case, options)
+    return _show_gradients(case, options)
+
+
+def _show_steps(case: Case, options: RunOptions) -> None:
+    print(f"{case.name}: {printable(case.description)}  ({printable(case.file)})")
     be = NumpyBackend(options.dtype)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
     for k, v in env.items():
@@ -230,7 +245,10 @@ def _show(args: argparse.Namespace) -> int:
         case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
         print("backward:")
         for s, v in trace:
-            print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
+            print(f"  {s.line:4d}  {printable(s.text):40}  # {_show_value(v)}")
+
+
+def _show_gradients(case: Case, options: RunOptions) -> int:
     result = check_case(case, options)
     print("gradients:")
     for i in result.inputs:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,8 @@ import torch
 from ._case import Case, load_cases
 from ._compare import InputResult, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._guard import CaseTimeout, as_case_error, check_plan, deadline, prepare
+from ._limits import DEFAULT_LIMITS, Limits
 from ._progress import progress_bar
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
@@ -25,8 +27,10 @@ from ._sources.numeric import (
     NumericSettings,
     Progress,
     numeric_gradients_at,
+    planned_evaluations,
     resolve_mode,
 )
+from ._trust import Trust
 
 __all__ = [
     "RunOptions",
@@ -53,6 +57,14 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    # the trust model and the resource limits (docs/trust.md, docs/limits.md)
+    allow_callable: tuple[str, ...] = ()
+    data_only: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
+    def trust(self) -> Trust:
+        """The allow-list: defaults, pyproject.toml from the current directory up, then ours."""
+        return Trust.from_settings(self.allow_callable, self.data_only)
 
 
 @dataclass
@@ -223,15 +235,14 @@ def _badness(inputs: list[InputResult]) -> tuple[int, float]:
     return level, ratio
 
 
-def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` random points in the case's domain (uniform per element).
+def iter_sample_points(case: Case, n: int) -> Iterator[dict[str, np.ndarray]]:
+    """``n`` random points in the case's domain (uniform per element), drawn one at a time.
 
     An input without a declared domain varies in ``value +- max(|value|, 1)``.
     """
     seed = case.sweep.seed if case.sweep else 0
     domain = dict(case.sweep.domain) if case.sweep else {}
     rng = np.random.default_rng(seed)
-    points = []
     for _ in range(n):
         p = {}
         for name, x in case.inputs.items():
@@ -241,35 +252,76 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
             else:
                 width = np.maximum(np.abs(x), 1.0)
                 p[name] = x + rng.uniform(-1.0, 1.0, size=x.shape) * width
-        points.append(p)
-    return points
+        yield p
+
+
+def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
+    return list(iter_sample_points(case, n))
+
+
+# Points go through the numeric source in batches of at most this many (fewer when the inputs
+# are large), so a sweep of any length holds one batch of points, never all of them.
+POINT_BATCH = 64
+
+
+def _batches(case: Case, options: RunOptions, n: int) -> Iterator[list[dict[str, np.ndarray]]]:
+    """The case's own point, then ``n`` sample points, at the check's dtype, in batches."""
+    elements = sum(int(np.asarray(v).size) for v in case.inputs.values())
+    size = max(1, min(POINT_BATCH, options.max_memory // (64 * max(elements, 1))))
+    batch = [_at_dtype(case.inputs, options.dtype)]
+    for p in iter_sample_points(case, n):
+        if len(batch) == size:
+            yield batch
+            batch = []
+        batch.append(_at_dtype(p, options.dtype))
+    yield batch
+
+
+def _offset(progress: Progress, base: int, total: int) -> Progress:
+    """A batch's progress as the whole sweep's."""
+    return lambda done, _planned: progress(base + done, total)
 
 
 def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+    """Check one case within the limits: its callables imported (if allowed) and its shapes
+    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError."""
+    try:
+        with deadline(options.limits.timeout, case):
+            return _check_case(prepare(case, options.limits), options, progress)
+    except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
+        raise as_case_error(case, exc) from None
+
+
+def _check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
-    # The case's own point comes first, so a sweep that passes shows the point the file names.
-    points = [_at_dtype(case.inputs, options.dtype)]
-    if n:
-        points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
-    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
+    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
     settings = _numeric_settings(case, options, progress)
-    _check_forward(case, points[0])
-    # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, settings)
-    for k, point in enumerate(points):
-        where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, numerics[k], where)
-        verdict, _ = _verdict(inputs)
-        counts[verdict] += 1
-        bad = _badness(inputs)
-        if best is None or bad > best[0]:
-            best = (bad, k, inputs, sources)
+    total = planned_evaluations(case, 1 + (n or 0), settings)
+    check_plan(case, n or 0, total, options.limits)
+    _check_forward(case, _at_dtype(case.inputs, options.dtype))
+    # The case's own point comes first, so a sweep that passes shows the point the file names;
+    # each batch's perturbations go through the forward together, chunked by memory.
+    k, done = 0, 0
+    for batch in _batches(case, options, n or 0):
+        if progress is not None:
+            settings = replace(settings, progress=_offset(progress, done, total))
+        numerics = numeric_gradients_at(case, batch, settings)
+        done += planned_evaluations(case, len(batch), settings)
+        for point, numeric in zip(batch, numerics, strict=True):
+            where = "at the input point" if k == 0 else _sample_where(case, k, point)
+            inputs, sources = _check_point(case, point, options, numeric, where)
+            verdict, _ = _verdict(inputs)
+            counts[verdict] += 1
+            bad = _badness(inputs)
+            if best is None or bad > best[0]:
+                best = (bad, k, inputs, sources, point)
+            k += 1
     assert best is not None
-    _, worst, inputs, sources = best
+    _, worst, inputs, sources, worst_point = best
     if n:
         verdict = "fail" if counts["fail"] else ("inconclusive" if counts["pass"] == 0 else "pass")
         odd = _verdict(inputs)[1] if verdict == "fail" else None
@@ -285,10 +337,10 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         verdict=verdict,
         odd_one_out=odd,
         inputs=inputs,
-        point=points[worst],
+        point=worst_point,
         sources=sources,
         expect_failures=expect_failures,
-        samples=SampleSummary(len(points), counts, worst) if n else None,
+        samples=SampleSummary(k, counts, worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
     )
@@ -340,7 +392,7 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
     ensure_device(options.device)
     results: list[CaseResult] = []
     errors: list[CaseError] = []
-    loaded = _unique(select(load_cases(paths), pattern))
+    loaded = _unique(select(load_cases(paths, limits=options.limits, trust=options.trust()), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
         bar.next_case(item)
@@ -351,7 +403,9 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
             results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
         except CaseError as exc:
             errors.append(exc)
-        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
+        except BaseException as exc:  # noqa: BLE001 - one broken case must not stop the others
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            errors.append(as_case_error(item, exc))
     bar.close()
     return Report(results, errors, options, time.perf_counter() - start)

@@ -355,7 +355,8 @@ def test_a_projection_failure_is_reported_along_its_direction(
         '[forward]\ncallable = "projpkg.mod:lin"\n[backward]\ncallable = "projpkg.mod:lin_bwd"\n'
     )
     out = tmp_path / "out"
-    assert main(["run", str(tmp_path / "lin.toml"), "--mode", "projection", "--report-dir", str(out), "-v"]) == 1
+    args = ["run", str(tmp_path / "lin.toml"), "--mode", "projection", "--report-dir", str(out), "-v"]
+    assert main([*args, "--allow-callable", "projpkg.*"]) == 1
     assert "manual vs numeric: 4 direction(s) disagree" in capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
     jsonschema.validate(data, json_report.load_schema())
