@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # Both are checked before any case runs, so a bad path costs one line, not a whole run.
-    folder = None if args.no_reports else prepare_dir(args.report_dir)
-    stored = baseline.load(args.baseline) if args.baseline is not None else None
     options = run_options(vars(args))
+    folder = None if args.no_reports else prepare_dir(args.report_dir)
+    stored = baseline.load(args.baseline, options.limits.max_file_size) if args.baseline is not None else None
     report = run(args.paths, options, args.pattern)
     if args.pattern and not report.results and not report.errors:
         # a -k that selects nothing is a typo more often than an intent, as pytest holds too

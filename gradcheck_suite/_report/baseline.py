@@ -26,6 +26,9 @@ import numpy as np
 from .._compare import ROUNDING
 from .._engine import name_matches
 from .._errors import UsageError
+from .._limits import DEFAULT_LIMITS, FileRefused, read_text
+from .._text import printable
+from . import schema
 from .files import atomic_write
 from .json_report import SCHEMA_ID, SCHEMA_VERSION, case_key, dumps, number, to_float
 
@@ -117,7 +120,7 @@ def _problem(data: Any) -> str | None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         return f'not a gradcheck-suite report (no "schema": "{SCHEMA_ID}")'
     version = data.get("version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version != SCHEMA_VERSION:
         return f"report version {version!r}; this gradcheck-suite reads version {SCHEMA_VERSION}"
     cases = data.get("cases")
     if not isinstance(cases, list):
@@ -136,13 +139,19 @@ def _problem(data: Any) -> str | None:
     return None
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Read a baseline, or raise BaselineError with one line saying what is wrong with it."""
+def load(path: Path, max_bytes: int = DEFAULT_LIMITS.max_file_size) -> dict[str, Any]:
+    """Read a baseline, or raise BaselineError with one line saying what is wrong with it.
+
+    Only a regular file of at most ``max_bytes`` is read, and it must be a report of this
+    version by report.schema.json, so nothing in it (a string where a number belongs, arrays
+    nested 100,000 deep, version 0 or true) can reach the comparison."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, max_bytes)
     except FileNotFoundError:
         hint = f"write one with `gradcheck baseline save {path}`"
         raise BaselineError(f"baseline {path} does not exist ({hint})") from None
+    except FileRefused as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise BaselineError(f"cannot read baseline {path}: {reason}") from None
@@ -150,9 +159,11 @@ def load(path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path} is not a baseline: not JSON (line {exc.lineno}: {exc.msg})") from None
-    problem = _problem(data)
+    except RecursionError:
+        raise BaselineError(f"{path} is not a baseline: nested too deeply") from None
+    problem = _problem(data) or schema.problem(data)
     if problem:
-        raise BaselineError(f"{path} is not a baseline: {problem}")
+        raise BaselineError(f"{path} is not a baseline: {printable(problem)}")
     result: dict[str, Any] = data
     return result
 

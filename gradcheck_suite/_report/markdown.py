@@ -59,7 +59,8 @@ def render(data: dict[str, Any]) -> str:
             ]
         )
     for e in data["errors"]:
-        rows.append([e["case"] or e["file"] or "?", f"{o['device']}-{o['dtype']}", "ERROR", "", "-", _cell(e["text"])])
+        where = f"{e.get('device') or o['device']}-{e.get('dtype') or o['dtype']}"
+        rows.append([e["case"] or e["file"] or "?", where, "ERROR", "", "-", _cell(e["text"])])
     headers = ["case", "device-dtype", "verdict", "odd one out", "max rel diff", "detail"]
     out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
 

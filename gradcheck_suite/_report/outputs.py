@@ -1,31 +1,32 @@
-"""The report folder: report.json, junit.xml and summary.md from one run, written together."""
+"""The report folder: report.json, junit.xml and summary.md from one run, written as one set."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import json_report, junit, markdown
-from .files import write_all
+from .files import write_set
 
-__all__ = ["REPORT_FILES", "write_reports"]
+__all__ = ["REPORT_FILES", "RENDERERS", "write_reports"]
 
-REPORT_FILES = ("report.json", "junit.xml", "summary.md")
+# Every file of a run's set and how it is made from report.json's data: adding a report is
+# adding a line here; files.write_set keeps the set whole.
+RENDERERS: dict[str, Callable[[dict[str, Any]], bytes | str]] = {
+    "report.json": json_report.dumps,
+    "junit.xml": junit.to_xml,
+    "summary.md": markdown.render,
+}
+REPORT_FILES = tuple(RENDERERS)
 
 
 def write_reports(folder: Path, data: dict[str, Any], *, step_summary: bool = True) -> list[Path]:
-    """Write the three reports of ``data`` (json_report.to_dict) into ``folder``, atomically.
-
-    report.json is renamed into place last: it is the file a baseline is saved from, so when
-    it is new the other two are new as well.
-    """
-    summary = markdown.render(data)
-    files: dict[Path, bytes | str] = {
-        folder / "summary.md": summary,
-        folder / "junit.xml": junit.to_xml(data),
-        folder / "report.json": json_report.dumps(data),
-    }
-    write_all(files)
+    """Write every report of ``data`` (json_report.to_dict) into ``folder`` as one set: a
+    reader, or a run killed while writing, sees the whole old set or the whole new one."""
+    files = {name: render(data) for name, render in RENDERERS.items()}
+    written = write_set(folder, files)
     if step_summary:
-        markdown.append_step_summary(summary)
-    return list(files)
+        summary = files["summary.md"]
+        markdown.append_step_summary(summary if isinstance(summary, str) else summary.decode("utf-8"))
+    return written
