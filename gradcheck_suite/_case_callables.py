@@ -224,6 +224,25 @@ def _split(result: Any, names: Sequence[str], call: CallTarget, what: str) -> di
     return found
 
 
+def _real_array(value: Any, name: str, call: CallTarget) -> None:
+    """A value a callable returns for an output or a gradient must be real floating point: a
+    float, a numpy float array or scalar, or a float tensor. An int, a bool, a string or any
+    other object would be read as a constant (an "inconclusive" check of nothing) or fail deep
+    inside a source, so it is the callable's located error here."""
+    if isinstance(value, float):
+        return
+    if isinstance(value, torch.Tensor):
+        ok = value.is_floating_point() or value.is_complex()
+        kind = str(value.dtype)
+    elif isinstance(value, (np.ndarray, np.generic)):
+        ok = value.dtype.kind in "fc"
+        kind = f"numpy {value.dtype}"
+    else:
+        ok, kind = False, type(value).__name__
+    if not ok or (not isinstance(value, torch.Tensor) and np.asarray(value).dtype.kind == "c"):
+        raise call.error(f"returned `{name}` as {kind}: it must be a float array, a float tensor or a float")
+
+
 def _one_real_tensor(result: Any, call: CallTarget, backend: Backend) -> None:
     """check()'s forward returns one real tensor (complex only for the complex step)."""
     if not isinstance(result, torch.Tensor):
@@ -315,6 +334,7 @@ class Forward:
             names.append("cache")
         parts = _split(result, names, call, "values" if call.returns == "output" else "values (outputs, cache)")
         for o in self.outputs:
+            _real_array(parts[o], o, call)
             parts[o] = _from_library(parts[o], backend)
         values.update(parts)
         return values
@@ -392,6 +412,8 @@ class Backward:
             else:
                 result = call.invoke(args)
             grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
+            for k, v in grads.items():
+                _real_array(v, k, call)
         return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
 
     def _autograd_function(self, env: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
