@@ -322,7 +322,7 @@ def _parse(source: str, limits: Limits, err: Any, limit: Any) -> ast.Module:
     except ValueError as exc:  # a NUL character
         raise err(f"syntax error: {exc}", None) from None
     except (RecursionError, MemoryError):
-        raise limit(f"the program is nested too deeply to parse (--max-depth {limits.max_depth})", None) from None
+        raise limit(f"the program is nested too deeply to parse (--max-depth {limits.max_depth})", 1) from None
 
 
 def _check_depth(statement: ast.stmt, limits: Limits, limit: Any) -> None:
