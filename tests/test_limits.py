@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcheck_suite import CaseError, Limits, RunOptions, check_case, load_case
-from gradcheck_suite import _engine
+from gradcheck_suite import CaseError, RunOptions, _engine, check_case, load_case
 
 from .conftest import CASES
 
@@ -92,6 +91,8 @@ def test_an_intermediate_is_sized_from_static_shapes_before_it_is_allocated(tmp_
 
 
 def test_a_drawn_input_is_sized_before_it_is_drawn(tmp_path: Path) -> None:
+    from gradcheck_suite import Limits  # new in this version
+
     # 2^28 float64 elements (2 GiB) peaked near 10 GiB before: now refused on load
     path = _program_case(tmp_path, "f = sum(x)", inputs='x = { random = "normal", shape = [16384, 16384] }')
     with pytest.raises(CaseError, match=r"268435456 elements, over --max-elements 16777216") as caught:
@@ -232,19 +233,15 @@ def test_a_file_over_the_size_cap_is_refused(tmp_path: Path, cli: Cli) -> None:
 def test_a_table_header_with_thousands_of_spaces_loads_in_linear_time(tmp_path: Path) -> None:
     # the old header pattern backtracked cubically: 19 s for 4,000 spaces, 8,000 never ended
     path = _program_case(tmp_path, "f = sum(x)")
-    path.write_text(path.read_text() + "[" + " " * 8000 + '"inputs"]\n')
+    path.write_text(path.read_text().replace("[inputs]", "[" + " " * 8000 + '"inputs"]'))  # valid TOML
     done = _child(
         f"""
         from gradcheck_suite._case import load_case
-        from gradcheck_suite._errors import CaseError
-        try:
-            load_case({str(path)!r})
-        except CaseError as exc:
-            print(exc)
+        print(load_case({str(path)!r}).inputs)
         """,
         timeout=60,
     )
-    assert "TOML syntax error" in done.stdout or "Cannot declare" in done.stdout, done.stdout + done.stderr
+    assert "{'x': array([1., 2.])}" in done.stdout, done.stdout + done.stderr
 
 
 def test_integer_constants_and_seeds_are_bounded(tmp_path: Path) -> None:
