@@ -84,8 +84,9 @@ def deadline(seconds: float, case: Case) -> Iterator[None]:
     """Stop the block after ``seconds`` (0: never) with a LimitError that gives the time.
 
     In the main thread a SIGALRM timer interrupts pure Python code and blocking calls such as
-    ``time.sleep`` alike; elsewhere (a thread of the caller's) a watchdog raises the exception
-    into the thread between two bytecodes. A long call inside torch or numpy ends first.
+    ``time.sleep`` alike; elsewhere (a thread of the caller's, or while another timer is
+    pending) a watchdog raises the exception into the thread between two bytecodes. A long
+    call inside torch or numpy ends first.
     """
     if not seconds or seconds <= 0:
         yield
@@ -93,7 +94,10 @@ def deadline(seconds: float, case: Case) -> Iterator[None]:
     started = time.monotonic()
     clock = _Clock()
     main = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    with _alarm(seconds, clock) if main else _watchdog(seconds, clock):
+    # A timer someone else set (pytest-timeout's signal method) is theirs: leave it running
+    # and watch from a thread instead of moving it.
+    alarm = main and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    with _alarm(seconds, clock) if alarm else _watchdog(seconds, clock):
         try:
             yield
         except CaseTimeout:

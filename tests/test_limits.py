@@ -257,3 +257,35 @@ def test_limits_are_plugin_options_too(pytester: pytest.Pytester) -> None:
     done = pytester.runpytest("--gradcheck", "cases", "--gradcheck-max-statements", "3", "-p", "no:cacheprovider")
     done.stdout.fnmatch_lines(["*p.toml:10: *6 statements, over --max-statements 3*"])
     assert "Traceback" not in done.stdout.str()
+
+
+def test_the_timeout_works_from_a_thread_and_leaves_anothers_timer_alone(slowpkg: Path) -> None:
+    import signal
+    import threading
+
+    from gradcheck_suite import Limits, Trust
+
+    case = load_case(slowpkg / "busy.toml", trust=Trust.from_settings(["slowpkg.*"]))
+    options = RunOptions(limits=Limits(timeout=1.0))
+    caught: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            check_case(case, options)
+        except CaseError as exc:
+            caught.append(exc)
+
+    worker = threading.Thread(target=check)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and "over --timeout 1 s" in str(caught[0])
+    # in the main thread with another timer pending (pytest-timeout's), that timer is kept
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 120)
+    try:
+        with pytest.raises(CaseError, match="over --timeout 1 s"):
+            check_case(case, options)
+        assert 100 < signal.getitimer(signal.ITIMER_REAL)[0] <= 120
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
