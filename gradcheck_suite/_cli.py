@@ -195,10 +195,14 @@ def _list(args: argparse.Namespace) -> int:
             status = 2
             continue
         shapes = ", ".join(f"{k}{list(v.shape) if v.ndim else ''}" for k, v in item.inputs.items())
+        # listing imports nothing, so a callable forward may yet prove an autograd.Function,
+        # which brings its own backward: `manual?`
+        maybe = item.backward is None and item.forward.call is not None and item.forward.call.array != "numpy"
         sources = "+".join(
             s
             for s, present in (
                 ("manual", item.backward is not None),
+                ("manual?", maybe),
                 ("autograd", item.autograd_forward is not None),
                 ("numeric", True),
             )
