@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - no input may end in a traceback (docs/limits.md)
+        if os.environ.get("GRADCHECK_DEBUG"):  # a developer chasing the bug wants the traceback
+            raise
         print(f"gradcheck: internal error: {printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return 2
 
