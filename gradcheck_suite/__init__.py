@@ -29,6 +29,9 @@ _EXPORTS = {
     "CaseError": "._errors",
     "GradcheckError": "._errors",
     "UsageError": "._errors",
+    "LimitError": "._errors",
+    "Limits": "._limits",
+    "Trust": "._trust",
 }
 
 __all__ = [
@@ -39,9 +42,12 @@ __all__ = [
     "GradcheckError",
     "GradientCheckFailed",
     "InputResult",
+    "LimitError",
+    "Limits",
     "PairDiff",
     "Report",
     "RunOptions",
+    "Trust",
     "UsageError",
     "check",
     "check_case",
@@ -56,7 +62,9 @@ if TYPE_CHECKING:
     from ._check import CheckResult, GradientCheckFailed, check, check_module
     from ._compare import InputResult, PairDiff
     from ._engine import CaseResult, Report, RunOptions, check_case, run
-    from ._errors import CaseError, GradcheckError, UsageError
+    from ._errors import CaseError, GradcheckError, LimitError, UsageError
+    from ._limits import Limits
+    from ._trust import Trust
 
 
 def __getattr__(name: str) -> Any:

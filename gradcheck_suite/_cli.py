@@ -19,7 +19,8 @@ from . import __version__
 from ._console import Paint, colour_enabled, terminal_width
 from ._defaults import DEFAULT_MAX_GROWTH
 from ._errors import GradcheckError
-from ._options import add_argparse_options, run_options
+from ._options import LIMIT_OPTIONS, TRUST_OPTIONS, add_argparse_options, run_options
+from ._text import printable
 
 if TYPE_CHECKING:
     from ._case import Case
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", parents=[common], help="list the cases: inputs, sources, description")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders")
     ls.add_argument("-k", dest="pattern", metavar="EXPRESSION", help=K_HELP)
+    add_argparse_options(ls, options=TRUST_OPTIONS + LIMIT_OPTIONS)  # loading imports nothing, but checks
 
     sh = sub.add_parser(
         "show",
@@ -231,6 +233,13 @@ def _main(argv: list[str] | None) -> int:
     except GradcheckError as exc:
         screen.error(str(exc))
         return 2
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError):
+        raise  # main() ends these quietly, as pytest and git do
+    except BaseException as exc:  # noqa: BLE001 - no input may end in a traceback (docs/limits.md)
+        if os.environ.get("GRADCHECK_DEBUG"):  # a developer chasing the bug wants the traceback
+            raise
+        print(f"gradcheck: internal error: {printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 2
 
 
 def _something_to_report(report: Report) -> bool:
@@ -247,9 +256,9 @@ def _run(args: argparse.Namespace, screen: _Screen) -> int:
     from ._report.outputs import write_reports
 
     # Both are checked before any case runs, so a bad path costs one line, not a whole run.
-    folder = None if args.no_reports else prepare_dir(args.report_dir)
-    stored = baseline.load(args.baseline) if args.baseline is not None else None
     options = run_options(vars(args))
+    folder = None if args.no_reports else prepare_dir(args.report_dir)
+    stored = baseline.load(args.baseline, options.limits.max_file_size) if args.baseline is not None else None
     report = run(args.paths, options, args.pattern)
     if args.pattern and not report.results and not report.errors:
         # a -k that selects nothing is a typo more often than an intent, as pytest holds too
@@ -336,7 +345,8 @@ def _list(args: argparse.Namespace, screen: _Screen) -> int:
 
     status = 0
     cases: list[Case] = []
-    for item in select(load_cases(args.paths), args.pattern):
+    options = run_options(vars(args))
+    for item in select(load_cases(args.paths, limits=options.limits, trust=options.trust()), args.pattern):
         if isinstance(item, CaseError):
             screen.error(str(item))
             status = 2
@@ -347,15 +357,16 @@ def _list(args: argparse.Namespace, screen: _Screen) -> int:
     return status
 
 
-def _find(name: str, paths: list[Path]) -> Case:
-    from ._case import Case, load_cases
+def _find(name: str, paths: list[Path], options: RunOptions) -> Case:
+    """The case named ``name`` under ``paths``: finding it imports nothing."""
+    from ._case import load_cases
     from ._errors import CaseError
 
     errors = []
-    for item in load_cases(paths):
+    for item in load_cases(paths, limits=options.limits, trust=options.trust()):
         if isinstance(item, CaseError):
             errors.append(item)
-        elif isinstance(item, Case) and item.name == name:
+        elif item.name == name:
             return item
     hint = f" ({len(errors)} case file(s) failed to load)" if errors else ""
     raise CaseError(f"no case named {name!r} under {', '.join(map(str, paths))}{hint}")
@@ -363,11 +374,14 @@ def _find(name: str, paths: list[Path]) -> Case:
 
 def _show(args: argparse.Namespace, screen: _Screen) -> int:
     from ._engine import Report, check_case, ensure_device
+    from ._guard import deadline, prepare
     from ._report.show import render_show
 
-    case = _find(args.case, args.paths)
     options = run_options(vars(args))
+    case = _find(args.case, args.paths, options)
     ensure_device(options.device)
+    with deadline(options.limits.timeout, case):
+        case = prepare(case, options.limits)
     result = check_case(case, options)
     screen.out(render_show(case.at_dtype(options.dtype), result, options.dtype, screen.width, screen.paint))
     if args.html is not None:

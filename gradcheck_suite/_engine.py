@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,7 +13,9 @@ import torch
 from ._case import Case, load_cases
 from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._guard import CaseTimeout, as_case_error, check_plan, deadline, prepare
 from ._keyword import compile_keyword
+from ._limits import DEFAULT_LIMITS, Limits
 from ._progress import progress_bar
 from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._sources import Gradients
@@ -27,9 +29,11 @@ from ._sources.numeric import (
     PointRounding,
     Progress,
     numeric_gradients_at,
+    planned_evaluations,
     resolve_mode,
 )
 from ._sources.numeric.runner import collect_notes
+from ._trust import Trust
 
 __all__ = [
     "RunOptions",
@@ -58,6 +62,14 @@ class RunOptions:
     directions: int = DEFAULT_DIRECTIONS
     order: int = 1  # 2: also second order (gradcheck_suite._kinds)
     checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
+    # the trust model and the resource limits (docs/trust.md, docs/limits.md)
+    allow_callable: tuple[str, ...] = ()
+    data_only: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
+    def trust(self) -> Trust:
+        """The allow-list: defaults, pyproject.toml from the current directory up, then ours."""
+        return Trust.from_settings(self.allow_callable, self.data_only)
 
 
 @dataclass
@@ -391,15 +403,14 @@ def _badness(inputs: list[InputResult]) -> tuple[int, float]:
     return level, ratio
 
 
-def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` random points in the case's domain (uniform per element).
+def iter_sample_points(case: Case, n: int) -> Iterator[dict[str, np.ndarray]]:
+    """``n`` random points in the case's domain (uniform per element), drawn one at a time.
 
     An input without a declared domain varies in ``value +- max(|value|, 1)``.
     """
     seed = case.sweep.seed if case.sweep else 0
     domain = dict(case.sweep.domain) if case.sweep else {}
     rng = np.random.default_rng(seed)
-    points = []
     for _ in range(n):
         p = {}
         for name, x in case.inputs.items():
@@ -409,45 +420,89 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
             else:
                 width = np.maximum(np.abs(x), 1.0)
                 p[name] = x + rng.uniform(-1.0, 1.0, size=x.shape) * width
-        points.append(p)
-    return points
+        yield p
+
+
+def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
+    return list(iter_sample_points(case, n))
+
+
+# Points go through the numeric source in batches of at most this many (fewer when the inputs
+# are large), so a sweep of any length holds one batch of points, never all of them.
+POINT_BATCH = 64
+
+
+def _batches(case: Case, options: RunOptions, n: int) -> Iterator[list[dict[str, np.ndarray]]]:
+    """The case's own point, then ``n`` sample points, at the check's dtype, in batches."""
+    elements = sum(int(np.asarray(v).size) for v in case.inputs.values())
+    size = max(1, min(POINT_BATCH, options.max_memory // (64 * max(elements, 1))))
+    batch = [_at_dtype(case.inputs, options.dtype)]
+    for p in iter_sample_points(case, n):
+        if len(batch) == size:
+            yield batch
+            batch = []
+        batch.append(_at_dtype(p, options.dtype))
+    yield batch
+
+
+def _offset(progress: Progress, base: int, total: int) -> Progress:
+    """A batch's progress as the whole sweep's."""
+    return lambda done, _planned: progress(base + done, total)
 
 
 def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+    """Check one case within the limits: its callables imported (if allowed) and its shapes
+    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError."""
+    try:
+        with deadline(options.limits.timeout, case):
+            return _check_case(prepare(case, options.limits), options, progress)
+    except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
+        raise as_case_error(case, exc) from None
+
+
+def _check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
-    # The case's own point comes first, so a sweep that passes shows the point the file names.
-    points = [_at_dtype(case.inputs, options.dtype)]
-    if n:
-        points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
-    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
+    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
     settings = _numeric_settings(case, options, progress)
-    _check_forward(case, points[0])
-    _check_deterministic(case, points[0])
-    forward_failures = _check_reference(case, points[0])
-    bounds = _bounds(case, points)
-    # every point's perturbations go through the forward program together, chunked by memory
-    with collect_notes() as notes:
-        numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
-    per_point = SampleSummary(len(points), counts, 0)
-    for k, point in enumerate(points):
-        where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, numerics[k], where, bounds[k])
-        verdict, _ = _verdict(inputs)
-        counts[verdict] += 1
-        per_point.verdicts.append(verdict)
-        per_point.ratios.append(max((p.ratio for i in inputs for p in i.pairs), default=0.0))
-        per_point.coordinates.append(
-            {n: float(np.asarray(v).reshape(-1)[0]) for n, v in point.items() if np.size(v) == 1}
-        )
-        bad = _badness(inputs)
-        if best is None or bad > best[0]:
-            best = (bad, k, inputs, sources)
+    total = planned_evaluations(case, 1 + (n or 0), settings)
+    check_plan(case, n or 0, total, options.limits)
+    first = _at_dtype(case.inputs, options.dtype)
+    _check_forward(case, first)
+    _check_deterministic(case, first)
+    forward_failures = _check_reference(case, first)
+    per_point = SampleSummary(0, counts, 0)
+    notes: list[str] = []
+    # The case's own point comes first, so a sweep that passes shows the point the file names;
+    # each batch's perturbations go through the forward together, chunked by memory.
+    k, done = 0, 0
+    for batch in _batches(case, options, n or 0):
+        if progress is not None:
+            settings = replace(settings, progress=_offset(progress, done, total))
+        bounds = _bounds(case, batch)
+        with collect_notes() as said:
+            numerics = numeric_gradients_at(case, batch, settings, _numeric_rounding(case, bounds))
+        notes += [note for note in said if note not in notes]
+        done += planned_evaluations(case, len(batch), settings)
+        for point, numeric, bound in zip(batch, numerics, bounds, strict=True):
+            where = "at the input point" if k == 0 else _sample_where(case, k, point)
+            inputs, sources = _check_point(case, point, options, numeric, where, bound)
+            verdict, _ = _verdict(inputs)
+            counts[verdict] += 1
+            per_point.verdicts.append(verdict)
+            per_point.ratios.append(max((p.ratio for i in inputs for p in i.pairs), default=0.0))
+            per_point.coordinates.append(
+                {m: float(np.asarray(v).reshape(-1)[0]) for m, v in point.items() if np.size(v) == 1}
+            )
+            bad = _badness(inputs)
+            if best is None or bad > best[0]:
+                best = (bad, k, inputs, sources, point)
+            k += 1
     assert best is not None
-    _, worst, inputs, sources = best
+    _, worst, inputs, sources, worst_point = best
     if n:
         verdict = "fail" if counts["fail"] else ("inconclusive" if counts["pass"] == 0 else "pass")
         odd = _verdict(inputs)[1] if verdict == "fail" else None
@@ -465,10 +520,10 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         verdict=verdict,
         odd_one_out=odd,
         inputs=inputs,
-        point=points[worst],
+        point=worst_point,
         sources=sources,
         expect_failures=expect_failures,
-        samples=replace(per_point, worst=worst) if n else None,
+        samples=replace(per_point, points=k, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
         notes=notes,
@@ -530,7 +585,7 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
     ensure_device(options.device)
     results: list[CaseResult] = []
     errors: list[CaseError] = []
-    loaded = _unique(select(load_cases(paths), pattern))
+    loaded = _unique(select(load_cases(paths, limits=options.limits, trust=options.trust()), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
         bar.next_case(item)
@@ -540,10 +595,12 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
         try:
             first = check_case(item, options, bar.evaluations if bar.enabled else None)
             results.append(first)
-            results.extend(_kinds_of(item, options, first))
+            results.extend(_kinds_of(first.case, options, first))  # the case as checked: imported
         except CaseError as exc:
             errors.append(exc)
-        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
+        except BaseException as exc:  # noqa: BLE001 - one broken case must not stop the others
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            errors.append(as_case_error(item, exc))
     bar.close()
     return Report(results, errors, options, time.perf_counter() - start)

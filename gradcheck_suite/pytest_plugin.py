@@ -41,11 +41,13 @@ import torch
 from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._engine import CaseResult, Report, RunOptions, check_case
-from ._errors import CaseError
+from ._errors import CaseError, GradcheckError
 from ._options import add_pytest_options, run_options
 from ._report import json_report
+from ._report.files import prepare_dir
 from ._report.outputs import write_reports
 from ._report.terminal import render_summary
+from ._trust import Trust
 
 __all__ = [
     "CaseFile",
@@ -72,6 +74,8 @@ class _State:
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]
     report_dir: Path | None
+    trust: Trust = field(default_factory=Trust)  # which callables case files may name (docs/trust.md)
+    report_problem: str | None = None  # why the reports could not be written at session end
     results: list[CaseResult] = field(default_factory=list)
     errors: list[CaseError] = field(default_factory=list)
     unsent: int = 0  # results an xdist worker could not send to the controller
@@ -120,13 +124,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--gradcheck-device: unknown device {bad[0]!r} (use cpu, cuda or cuda:N)")
     dtypes = tuple(config.option.gradcheck_dtype)
     values = {**vars(config.option), "gradcheck_device": devices[0], "gradcheck_dtype": dtypes[0]}
-    report_dir = config.option.gradcheck_report_dir
+    report_dir = (here / config.option.gradcheck_report_dir) if config.option.gradcheck_report_dir else None
+    base = run_options(values, prefix="gradcheck_")
+    try:
+        # the allow-list is read once, from where pytest was started, before any file is collected
+        trust = Trust.from_settings(base.allow_callable, base.data_only, start=here)
+        if report_dir is not None and not hasattr(config, "workerinput"):  # only the controller writes
+            prepare_dir(report_dir)  # an unwritable folder stops the session now, not at its end
+    except GradcheckError as exc:
+        raise pytest.UsageError(f"gradcheck: {exc}") from None
     config.stash[_STATE] = _State(
         roots=explicit + from_ini,
-        base=run_options(values, prefix="gradcheck_"),
+        base=base,
         devices=devices,
         dtypes=dtypes,
-        report_dir=(here / report_dir) if report_dir else None,
+        report_dir=report_dir,
+        trust=trust,
     )
     # pytest walks only its test paths; case folders outside them would never reach
     # pytest_collect_file. Explicit --gradcheck paths always join; the ini's only when the
@@ -165,7 +178,7 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[CaseItem]:
         state = self.config.stash[_STATE]
         try:
-            case = load_case(self.path)
+            case = load_case(self.path, limits=state.base.limits, trust=state.trust)  # imports nothing
         except CaseError as exc:
             # Name the file as pytest does (relative to rootdir): file:line: what is wrong.
             exc.file = Path(self.nodeid.split("::")[0])
@@ -181,12 +194,13 @@ class CaseFile(pytest.File):
 
 
 def _kinds(case: Case, options: RunOptions) -> list[str]:
-    """The check kinds asked for that apply to ``case`` (each one more item)."""
+    """The check kinds asked for (each one more item). Whether one applies depends on the
+    case's callables, which collection never imports: a kind that does not apply skips."""
     if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
         return []
-    from ._kinds import applicable, requested  # the kinds load torch.func: only when asked for
+    from ._kinds import requested  # the kinds load torch.func: only when asked for
 
-    return [k for k in requested(case, options) if applicable(case, k, options) is None]
+    return list(requested(case, options))
 
 
 def _skip(reason: str) -> NoReturn:
@@ -225,16 +239,21 @@ class CaseItem(pytest.Item):
         state = self.config.stash[_STATE]
         try:
             if self.kind:
-                from ._kinds import check_kind
+                from ._kinds import applicable, check_kind
 
-                result = check_kind(self.case, self.options, self.kind)
+                resolved = self.case.resolved()
+                why = applicable(resolved, self.kind, self.options)
+                if why is not None:
+                    _skip(f"{self.kind} does not apply: {why}")
+                result = check_kind(resolved, self.options, self.kind)
             else:
                 result = check_case(self.case, self.options)
         except CaseError as exc:
             # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
-            # shape) fails with the engine's located message.
+            # shape, a refused callable, a limit) fails with the engine's located message.
             if exc.file == self.path:
                 exc.file = Path(self.nodeid.split("::")[0])
+            exc.device, exc.dtype = self.options.device, self.options.dtype
             state.errors.append(exc)
             raise
         # named as pytest names the test, with the file relative to the rootdir as in node ids
@@ -413,13 +432,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             "unsent": state.unsent,
         }
         return
-    # A file that failed to load on every worker arrives once per worker.
-    errors = list({str(e): e for e in state.errors}.values())
+    # A file that failed to load on every worker arrives once per worker; an error of one item
+    # (a case on one device and dtype) is its own, even when another item's reads the same.
+    errors = list({(str(e), e.device, e.dtype): e for e in state.errors}.values())
     # Time spent checking, as the CLI reports it; the session's own time includes all else.
     state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
     if state.report_dir is not None:
-        state.report_dir.mkdir(parents=True, exist_ok=True)
-        write_reports(state.report_dir, json_report.to_dict(state.report), report=state.report)
+        try:
+            write_reports(state.report_dir, json_report.to_dict(state.report), report=state.report)
+        except GradcheckError as exc:  # the folder went away or filled up during the session
+            state.report_problem = str(exc)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -443,5 +465,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state.unsent:
         line += f" ({state.unsent} result(s) could not be gathered from xdist workers)"
     terminalreporter.write_line(line)
-    if state.report_dir is not None:
+    if state.report_problem is not None:
+        terminalreporter.write_line(f"gradcheck: error: {state.report_problem}", red=True)
+    elif state.report_dir is not None:
         terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")

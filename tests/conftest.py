@@ -5,6 +5,13 @@ from pathlib import Path
 
 import pytest
 
+# torch imports torch._inductor.test_operators lazily (through torch._dynamo, which torch.func
+# and forward-mode checks reach), and that module registers a torch library when imported.
+# pytester's in-process runs drop every module first imported inside them, so the next run
+# would import and register it again ("Only a single TORCH_LIBRARY ..."). Importing it here,
+# once per test process, keeps it out of their snapshots.
+import torch._dynamo.trace_rules  # noqa: F401, E402
+
 from gradcheck_suite._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

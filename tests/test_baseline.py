@@ -102,6 +102,7 @@ def test_a_drift_that_still_passes_is_caught_by_growth_alone(
     4 times the numeric error estimate, while the baseline's growth floor is the estimate
     itself: a drift of 2.5 floors passes the check and grows 2.5x."""
     (project / "drift_layer.py").write_text(DRIFT_MODULE)
+    (project / "pyproject.toml").write_text('[tool.gradcheck]\ncallables = ["drift_layer.*"]\n')
     (project / "cases" / "drift.toml").write_text(DRIFT_CASE)
     monkeypatch.syspath_prepend(str(project))
     assert main(["baseline", "save", "base.json"]) == 0

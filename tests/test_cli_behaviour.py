@@ -313,6 +313,7 @@ def test_case_file_callables_are_found_in_the_current_directory(tmp_path: Path) 
     (tmp_path / "mylib" / "ops.py").write_text(
         "def square(x):\n    return x * x\n\n\ndef square_backward(dout, x):\n    return 2 * x * dout\n"
     )
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\ncallables = ["mylib.*"]\n')
     (tmp_path / "cases").mkdir()
     (tmp_path / "cases" / "square.toml").write_text(
         'name = "square"\noutput = "y"\n[inputs]\nx = [1.5, -2.0]\n'

@@ -49,8 +49,10 @@ SH = of("sh")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What a fresh clone holds after the README's set-up, in a folder of its own."""
     root = tmp_path_factory.mktemp("clone")
+    # a clone holds the tracked files only: no __pycache__, nor the reports earlier runs wrote
+    ignore = shutil.ignore_patterns("__pycache__", ".gradcheck-sets", "report.*", "junit.xml", "summary.md")
     for name in ("cases", "examples", "reports"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
     for name in ("pyproject.toml", "constraints.txt", "setup.sh"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, root / name)

@@ -19,6 +19,7 @@ from gradcheck_suite._sources.numeric.referee import (
     referee_backward,
     referee_gradient,
 )
+from gradcheck_suite._trust import Trust
 
 from .conftest import CASES
 
@@ -170,7 +171,7 @@ def test_callables_are_refused_with_a_reason(tmp_path: Path) -> None:
         'name = "c"\noutput = "out"\n[inputs]\nx = [0.3, -1.2]\n[forward]\ncallable = "torch.tanh"\n'
         '[backward]\nprogram = "dx = (1 - out * out) * dout"\n'
     )
-    case = load_case(path)
+    case = load_case(path, trust=Trust.from_settings(["torch.tanh"]))
     assert referee_available(case) is not None
     with pytest.raises(CaseError, match="the referee needs programs"):
         referee_gradient(case, case.inputs)

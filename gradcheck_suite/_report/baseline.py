@@ -27,6 +27,9 @@ from .._compare import ROUNDING
 from .._defaults import DEFAULT_MAX_GROWTH
 from .._engine import name_matches
 from .._errors import UsageError
+from .._limits import DEFAULT_LIMITS, FileRefused, read_text
+from .._text import printable
+from . import schema
 from .files import atomic_write
 from .json_report import FIRST_ORDER, SCHEMA_ID, SCHEMA_VERSION, case_key, dumps, number, to_float
 
@@ -113,7 +116,7 @@ def _problem(data: Any) -> str | None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         return f'not a gradcheck-suite report (no "schema": "{SCHEMA_ID}")'
     version = data.get("version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         return f"report version {version!r}; this gradcheck-suite reads version {SCHEMA_VERSION}"
     cases = data.get("cases")
     if not isinstance(cases, list):
@@ -132,13 +135,19 @@ def _problem(data: Any) -> str | None:
     return None
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Read a baseline, or raise BaselineError with one line saying what is wrong with it."""
+def load(path: Path, max_bytes: int = DEFAULT_LIMITS.max_file_size) -> dict[str, Any]:
+    """Read a baseline, or raise BaselineError with one line saying what is wrong with it.
+
+    Only a regular file of at most ``max_bytes`` is read, and it must be a report of this
+    version by report.schema.json, so nothing in it (a string where a number belongs, arrays
+    nested 100,000 deep, version 0 or true) can reach the comparison."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, max_bytes)
     except FileNotFoundError:
         hint = f"write one with `gradcheck baseline save {path}`"
         raise BaselineError(f"baseline {path} does not exist ({hint})") from None
+    except FileRefused as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise BaselineError(f"cannot read baseline {path}: {reason}") from None
@@ -146,11 +155,27 @@ def load(path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path} is not a baseline: not JSON (line {exc.lineno}: {exc.msg})") from None
-    problem = _problem(data)
+    except RecursionError:
+        raise BaselineError(f"{path} is not a baseline: nested too deeply") from None
+    problem = _problem(data) or schema.problem(_upgraded(data))
     if problem:
-        raise BaselineError(f"{path} is not a baseline: {problem}")
-    result: dict[str, Any] = data
+        raise BaselineError(f"{path} is not a baseline: {printable(problem)}")
+    result: dict[str, Any] = _upgraded(data)
     return result
+
+
+# Version 1 had no check kinds: every case was first order. Version 2 only added fields.
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 report as version 2 reads it (its cases first order), else ``data`` itself."""
+    if data.get("version") != 1:
+        return data
+    cases = [
+        {"kind": "order1", "check": "", "notes": [], **c} if isinstance(c, dict) else c for c in data.get("cases", [])
+    ]
+    return {**data, "version": SCHEMA_VERSION, "cases": cases}
 
 
 # What changes from one run to the next although no gradient did (the time, the commit, the

@@ -258,6 +258,9 @@ def _error(e: CaseError) -> dict[str, Any]:
         "key": e.key,
         "message": e.message,
         "text": str(e),
+        # set for an error of one device x dtype item (the pytest plugin's), else the run's
+        "device": e.device,
+        "dtype": e.dtype,
     }
     nodeid = getattr(e, "nodeid", None)
     if isinstance(nodeid, str):

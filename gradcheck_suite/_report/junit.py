@@ -28,6 +28,22 @@ from .json_report import case_key
 __all__ = ["to_xml", "failure_message", "classname", "test_names"]
 
 
+# Characters XML 1.0 cannot hold even escaped (a NUL or BEL in a case name or a message would
+# make the whole file unreadable); written as #xNN, as pytest's --junitxml does.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"#x{ord(m.group(0)):02X}", text)
+
+
+def _escape_tree(root: ET.Element) -> None:
+    for element in root.iter():
+        element.attrib = {k: _xml_text(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _xml_text(element.text)
+
+
 def classname(file: str | None) -> str:
     """pytest's classname for a test in ``file``: its path with ``/`` as ``.``, less ``.py``."""
     if not file:
@@ -138,7 +154,8 @@ def to_xml(data: dict[str, Any]) -> bytes:
     options = data["options"]
     for e in data["errors"]:
         stem = e["case"] or (PurePosixPath(e["file"]).stem if e["file"] else "case-file")
-        name = case_key({"case": stem, "device": options["device"], "dtype": options["dtype"]})
+        where = {"device": e.get("device") or options["device"], "dtype": e.get("dtype") or options["dtype"]}
+        name = case_key({"case": stem, **where})
         t = _testcase(*_names_of(e, name), 0.0)
         ET.SubElement(t, "error", {"message": e["text"]}).text = e["text"]
         tests.append(t)
@@ -157,6 +174,7 @@ def to_xml(data: dict[str, Any]) -> bytes:
             checks.append(t)
         _suite(root, "gradcheck.baseline", data["created"], checks, 0.0)
 
+    _escape_tree(root)
     ET.indent(root)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body + b"\n"

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._case import Case
 from .._console import Paint
+from .._text import printable
 from .layout import fits, simple_table, stacked
 
 __all__ = ["render_list", "sources_of"]
@@ -42,7 +43,8 @@ def render_list(cases: Sequence[Case], width: int | None = None, paint: Paint | 
     each case becomes a name line with its details below."""
     paint = paint or Paint()
     headers = ["case", "inputs", "sources", "description"]
-    rows = [[c.name, _inputs(c), sources_of(c), " ".join(c.description.split())] for c in cases]
+    # names and descriptions come from case files: inert text, never a terminal or CI command
+    rows = [[printable(c.name), _inputs(c), sources_of(c), printable(" ".join(c.description.split()))] for c in cases]
     lines = simple_table(headers, rows)
     if not fits(lines, width) and width is not None:
         without = simple_table(headers[:3], [r[:3] for r in rows])

@@ -66,7 +66,8 @@ def render(data: dict[str, Any]) -> str:
             ]
         )
     for e in data["errors"]:
-        rows.append([e["case"] or e["file"] or "?", f"{o['device']}-{o['dtype']}", "ERROR", "", "-", e["text"]])
+        where = f"{e.get('device') or o['device']}-{e.get('dtype') or o['dtype']}"
+        rows.append([e["case"] or e["file"] or "?", where, "ERROR", "", "-", e["text"]])
     headers = ["case", "device-dtype", "verdict", "odd one out", "max rel diff", "detail"]
     # every cell escaped: a name may hold a `|` too (a pytest parameter, check(name=...))
     cells = [[_cell(str(x)) for x in row] for row in rows]

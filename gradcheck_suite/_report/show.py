@@ -10,6 +10,7 @@ from .._case import Case
 from .._console import Paint
 from .._engine import CaseResult
 from .._sources.manual import upstream_gradients
+from .._text import printable
 from .layout import wrap
 from .terminal import format_value
 
@@ -49,7 +50,7 @@ def _labelled(label: str, value: object, width: int | None) -> list[str]:
 def _steps(title: str, trace: list, width: int | None) -> list[str]:
     out = [f"{title}:"]
     for s, v in trace:
-        out += _labelled(f"  {s.line:4d}  {s.text:{STEP_TEXT}}", v, width)
+        out += _labelled(f"  {s.line:4d}  {printable(s.text):{STEP_TEXT}}", v, width)
     return out
 
 
@@ -57,7 +58,9 @@ def render_show(
     case: Case, result: CaseResult, dtype: str, width: int | None = None, paint: Paint | None = None
 ) -> str:
     paint = paint or Paint()
-    out = wrap(f"{paint(case.name, 'bold')}: {case.description}  ({case.file})", width, "    ", first="")
+    # a case file's text, made inert: no line of it may read as a terminal or CI command
+    head = f"{paint(printable(case.name), 'bold')}: {printable(case.description)}  ({printable(case.file)})"
+    out = wrap(head, width, "    ", first="")
     be = NumpyBackend(dtype)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
     for k, v in env.items():
