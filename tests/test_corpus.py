@@ -42,3 +42,18 @@ def test_each_backward_is_the_derivative_of_its_forward(path: Path) -> None:
             gap = truth.true_error(name, formula.values[name])  # formula rounded to float64
             ulp = np.spacing(np.abs(formula.values[name]))
             assert np.all((gap <= truth.error[name] + formula.error[name] + ulp)[smooth]), (name, point)
+
+
+def test_the_corpus_figures_run_through_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    # benchmarks/numerics.py's corpus section on two points of two functions: it must keep
+    # running as the engine changes (the figures themselves are printed, not pinned here)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _corpus import corpus, measure
+
+    assert [p.stem for p in corpus("relu_near")] == ["relu_near_kink"]
+    relu = measure(corpus("relu_near")[0], "float64", 2)
+    assert relu.points == 3 and sum(relu.verdicts.values()) == 3
+    # its own point has x = 0 exactly: a true kink the referee finds
+    assert relu.kinked
+    squares = measure(corpus("sum_squares_huge")[0], "float32", 2)
+    assert squares.elements == 15 and squares.bugs["flip"][0] == 3  # every point's flip is detectable
