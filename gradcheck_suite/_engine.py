@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ._case import Case, load_cases
-from ._compare import InputResult, gradient_scale, judge_input
+from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._keyword import compile_keyword
 from ._progress import progress_bar
+from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_forward, run_programs
@@ -23,10 +24,12 @@ from ._sources.numeric import (
     DEFAULT_ELEMENTS,
     DEFAULT_MAX_MEMORY,
     NumericSettings,
+    PointRounding,
     Progress,
     numeric_gradients_at,
     resolve_mode,
 )
+from ._sources.numeric.runner import collect_notes
 
 __all__ = [
     "RunOptions",
@@ -53,6 +56,8 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    order: int = 1  # 2: also second order (gradcheck_suite._kinds)
+    checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
 
 
 @dataclass
@@ -60,6 +65,11 @@ class SampleSummary:
     points: int
     counts: dict[str, int]
     worst: int  # index of the sample point the case result shows
+    # per point, in order (point 0 is the case's own): its verdict, the largest difference
+    # over tolerance of any pair, and the values of the scalar inputs (where in the domain)
+    verdicts: list[str] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    coordinates: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +86,11 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    # which check this is: "" for first-order gradients, else a check kind (gradcheck_suite._kinds)
+    kind: str = ""
+    notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
+    check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
+    test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
 
     @property
     def reason(self) -> str:
@@ -113,6 +128,20 @@ class Report:
         c["error"] = len(self.errors)
         return c
 
+    def point_counts(self) -> dict[str, int] | None:
+        """The sweeps' points by verdict, over every case that swept (None: no case did).
+
+        A sweep is one case with one verdict in ``counts``; its points are counted here, so
+        the terminal, report.json and report.html say the same two things the same way."""
+        swept = [r.samples for r in self.results if r.samples is not None]
+        if not swept:
+            return None
+        c = {v: 0 for v in VERDICTS}
+        for s in swept:
+            for v in VERDICTS:
+                c[v] += s.counts.get(v, 0)
+        return {"points": sum(s.points for s in swept), **c}
+
 
 def ensure_device(device: str) -> None:
     if device == "cpu":
@@ -124,18 +153,18 @@ def ensure_device(device: str) -> None:
 
 
 def name_matches(name: str, pattern: str | None) -> bool:
-    """The -k rule: a case-insensitive substring, or a glob when the pattern has * ? or [."""
+    """The -k rule: pytest's ``and``/``or``/``not`` expressions over words, each word a
+    case-insensitive substring or, with * ? or [, a glob (:mod:`._keyword`)."""
     if not pattern:
         return True
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatch(name, pattern)
-    return pattern.lower() in name.lower()
+    return compile_keyword(pattern)(name)
 
 
 def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case | CaseError]:
-    """Keep the cases whose name matches ``pattern`` (a substring, or a glob with * ? [)."""
+    """Keep the cases whose name matches the -k expression ``pattern``."""
     if not pattern:
         return list(cases)
+    compile_keyword(pattern)  # a malformed expression is a usage error even with no case to match
     kept: list[Case | CaseError] = []
     for c in cases:
         if isinstance(c, CaseError):
@@ -184,19 +213,158 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
             )
 
 
+# The referee recomputes at most this many disputed elements per input and point (a sample
+# of a large input's): each costs eight evaluations of the forward at 50 and 70 digits.
+REFEREE_ELEMENTS = 32
+
+
+def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
+    """A callable forward gives the same outputs twice at the same point; else every
+    difference quotient measures its randomness, not its slope."""
+    if case.forward.program is not None:
+        return  # programs have no random draws
+    with np.errstate(all="ignore"):
+        first, second = run_forward(case, point), run_forward(case, point)
+    for o in case.outputs:
+        a = np.asarray(first[o], dtype=np.float64)
+        b = np.asarray(second[o], dtype=np.float64)
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            gap = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("nan")
+            raise case.error(
+                f"nondeterministic forward: two evaluations of `{case.forward.label}` at the same point give"
+                f" different `{o}` (largest difference {gap:.3g}); an unseeded random draw (dropout without a"
+                " seed or a fixed mask?) makes every gradient check meaningless: seed it, or pass the mask as a"
+                " constant",
+                key="forward",
+            )
+
+
+# Two implementations of one function differ by their rounding; a different function differs
+# by far more. Relative to the output's scale (float64), this leaves room for forwards that
+# cancel (a variance as E[x^2] - E[x]^2 loses 1e6 ulps near 1000) and still catches a wrong
+# axis or a dropped term.
+FORWARD_AGREEMENT = 1e-8
+
+
+def _check_reference(case: Case, point: Mapping[str, np.ndarray]) -> list[str]:
+    """A forward callable and a separate [reference] must compute the same function before
+    their gradients can be compared: a mismatch is a failure of its own."""
+    ref = case.reference
+    if ref is None or case.autograd_forward is not ref:
+        return []
+    from ._backends import TorchBackend
+
+    with np.errstate(all="ignore"):
+        mine = run_forward(case, point)
+        be = TorchBackend()
+        with torch.no_grad():
+            theirs = ref.run({k: be.asarray(v) for k, v in point.items()}, be)
+    failures = []
+    for o in case.outputs:
+        a = np.asarray(mine[o], dtype=np.float64)
+        t = theirs[o]
+        b = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` has shape {a.shape} and {b.shape}"
+            )
+            continue
+        scale = float(np.max(np.abs(a), initial=0.0))
+        diff = np.abs(a - b)
+        bad = ~(diff <= FORWARD_AGREEMENT * (np.abs(a) + np.abs(b) + scale))
+        if bad.any():
+            worst = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), 0.0))), a.shape)
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` differs at {int(bad.sum())} of {a.size} element(s), max difference"
+                f" {float(np.nanmax(np.where(bad, diff, 0.0))):.3g} at {list(int(i) for i in worst)}"
+                f" ({float(a[worst]):.6g} against {float(b[worst]):.6g})"
+            )
+    return failures
+
+
 def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients, where: str
+    case: Case,
+    point: dict[str, np.ndarray],
+    options: RunOptions,
+    numeric: Gradients,
+    where: str,
+    bounds: ProgramBounds | None = None,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
+    u = unit_roundoff(options.dtype)
     if case.backward is not None:
-        results.append(manual_gradients(case, point, options.dtype))
+        manual = manual_gradients(case, point, options.dtype)
+        if bounds is not None and bounds.manual is not None:
+            manual.rounding = {k: u * v for k, v in bounds.manual.items()}
+        results.append(manual)
     if case.autograd_forward is not None:  # else checked two ways; case.notes says so
-        results.append(autograd_gradients(case, point, options.dtype, options.device))
+        autograd = autograd_gradients(case, point, options.dtype, options.device)
+        if bounds is not None and bounds.autograd is not None:
+            autograd.rounding = {k: u * v for k, v in bounds.autograd.items()}
+        results.append(autograd)
     results.append(numeric)
     scale = gradient_scale(results)
-    inputs = [judge_input(name, results, options.dtype, scale) for name in point]
+    inputs = [judge_input(name, results, options.dtype, scale, _referee(case, point, name)) for name in point]
     return inputs, {r.source: r for r in results}
+
+
+def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
+    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+    # the referee's own rule (referee_available), without importing mpmath for every case
+    if case.forward.program is None:
+        return None
+
+    def decide(flat: np.ndarray) -> RefereeAnswer | None:
+        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
+        from ._sources.numeric.referee import referee_backward, referee_gradient
+
+        chosen = flat[:REFEREE_ELEMENTS]
+        try:
+            truth = referee_gradient(case, point, {name: chosen})
+        except CaseError:
+            return None
+        values = truth.values[name].reshape(-1)[chosen]
+        errors = truth.error[name].reshape(-1)[chosen]
+        kinked = truth.kinks[name].reshape(-1)[chosen]
+        # on a kink there is no true gradient to decide with
+        errors = np.where(kinked, np.inf, errors)
+        answer = RefereeAnswer(values, errors, truth.digits)
+        if case.backward is not None and case.backward.program is not None:
+            try:
+                formula = referee_backward(case, point, truth.digits)
+            except CaseError:
+                return answer
+            answer.formula = formula.values[name].reshape(-1)[chosen]
+            answer.formula_error = formula.error[name].reshape(-1)[chosen]
+        return answer
+
+    return decide
+
+
+def _bounds(case: Case, points: list[dict[str, np.ndarray]]) -> list[ProgramBounds | None]:
+    """The rounding bounds of the case's programs at every point (None where there are none)."""
+    if case.forward.program is None and (case.autograd_forward is None or case.autograd_forward.program is None):
+        return [None] * len(points)
+    return [program_bounds(case, p) for p in points]
+
+
+def _numeric_rounding(case: Case, bounds: list[ProgramBounds | None]) -> list[PointRounding] | None:
+    """What the numeric source needs of the bounds: phi's rounding in float64 (it always runs
+    in float64) and the derivative's, at every point; None unless the forward is a program."""
+    if case.forward.program is None or not bounds:
+        return None
+    u = unit_roundoff("float64")
+    out = []
+    for b in bounds:
+        if b is None or b.phi is None:
+            return None
+        derivative = None if b.derivative is None else {k: u * v for k, v in b.derivative.items()}
+        out.append(PointRounding(u * b.phi, derivative))
+    return out
 
 
 def _sample_where(case: Case, k: int, point: Mapping[str, np.ndarray]) -> str:
@@ -258,13 +426,23 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
     settings = _numeric_settings(case, options, progress)
     _check_forward(case, points[0])
+    _check_deterministic(case, points[0])
+    forward_failures = _check_reference(case, points[0])
+    bounds = _bounds(case, points)
     # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, settings)
+    with collect_notes() as notes:
+        numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
+    per_point = SampleSummary(len(points), counts, 0)
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, numerics[k], where)
+        inputs, sources = _check_point(case, point, options, numerics[k], where, bounds[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
+        per_point.verdicts.append(verdict)
+        per_point.ratios.append(max((p.ratio for i in inputs for p in i.pairs), default=0.0))
+        per_point.coordinates.append(
+            {n: float(np.asarray(v).reshape(-1)[0]) for n, v in point.items() if np.size(v) == 1}
+        )
         bad = _badness(inputs)
         if best is None or bad > best[0]:
             best = (bad, k, inputs, sources)
@@ -275,9 +453,11 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         odd = _verdict(inputs)[1] if verdict == "fail" else None
     else:
         verdict, odd = _verdict(inputs)
-    expect_failures = check_expectations(case)
+    expect_failures = forward_failures + check_expectations(case)
     if expect_failures:
         verdict = "fail"
+    if forward_failures:
+        odd = None  # autograd differentiated another function: no gradient is to blame
     return CaseResult(
         case=case,
         device=options.device,
@@ -288,9 +468,10 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         point=points[worst],
         sources=sources,
         expect_failures=expect_failures,
-        samples=SampleSummary(len(points), counts, worst) if n else None,
+        samples=replace(per_point, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
+        notes=notes,
     )
 
 
@@ -331,6 +512,15 @@ def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
     return out
 
 
+def _kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
+    """The further check kinds (second order, forward mode, ...) the options or the case ask for."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []  # and the kinds (torch.func, forward AD) are never imported
+    from ._kinds import check_kinds  # here: the kinds build on this module's check_case
+
+    return check_kinds(case, options, first)
+
+
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
     """Load every case under ``paths``, check those matching ``pattern``, report them all.
 
@@ -348,7 +538,9 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
             errors.append(item)
             continue
         try:
-            results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
+            first = check_case(item, options, bar.evaluations if bar.enabled else None)
+            results.append(first)
+            results.extend(_kinds_of(item, options, first))
         except CaseError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others

@@ -6,17 +6,14 @@ import argparse
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._engine import RunOptions
-from ._sources.numeric import (
-    AUTO_FULL_ELEMENTS,
-    DEFAULT_DIRECTIONS,
-    DEFAULT_ELEMENTS,
-    DEFAULT_MAX_MEMORY,
-    METHODS,
-    MODES,
-)
+# The defaults come from _defaults, not the engine, so that `gradcheck --help` builds its
+# parser without importing torch; RunOptions is imported where options become one.
+from ._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
+
+if TYPE_CHECKING:
+    from ._engine import RunOptions
 
 __all__ = ["OPTIONS", "Option", "add_argparse_options", "add_pytest_options", "run_options", "parse_size"]
 
@@ -38,6 +35,21 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n
+
+
+def _order(text: str) -> int:
+    if str(text).strip() not in ("1", "2"):
+        raise argparse.ArgumentTypeError(f"order must be 1 or 2, not {text!r}")
+    return int(text)
+
+
+def _checks(text: str) -> tuple[str, ...]:
+    from ._kinds import parse_checks  # the kinds build on the engine, which this module imports
+
+    try:
+        return parse_checks([c.strip() for c in str(text).split(",") if c.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,19 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_DIRECTIONS,
         _positive_int,
     ),
+    Option(
+        "order",
+        "2: also check second order, Hessian-vector products three ways (what gradgradcheck checks)",
+        1,
+        _order,
+    ),
+    Option(
+        "checks",
+        "further checks, comma-separated: forward (jvp), fwd-over-rev, batched (the backward under vmap),"
+        " undefined (None output gradients), dtypes (of the gradients), noncontiguous; or all",
+        (),
+        _checks,
+    ),
 )
 
 
@@ -128,4 +153,6 @@ def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection
 
 
 def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
+    from ._engine import RunOptions
+
     return RunOptions(**{o.name: values.get(prefix + o.name, o.default) for o in OPTIONS})

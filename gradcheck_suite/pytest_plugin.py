@@ -4,6 +4,9 @@ Case files. Every ``*.toml`` file under the paths of the ``gradcheck_paths`` ini
 ``--gradcheck PATH`` is collected as one test file, in the manner of the pytest docs'
 "specifying tests in YAML files" example: one item per case x device x dtype, named
 ``<case>[<device>-<dtype>]`` (``product[cpu-float64]``), so ``-k`` and node ids select them.
+Each further check kind asked for (``--gradcheck-order 2``, ``--gradcheck-checks``, or the case
+file's ``order``/``checks``) that applies to the case is one more item,
+``<case>[<device>-<dtype>-<kind>]`` (``product[cpu-float64-order2]``).
 Other ``.toml`` files (``pyproject.toml``) are never touched. When pytest was started without
 explicit test paths (it used ``testpaths`` or the current directory) the ``gradcheck_paths``
 are added to what it collects; ``--gradcheck PATH`` is always added.
@@ -36,7 +39,7 @@ import pytest
 import torch
 
 from ._case import Case, load_case
-from ._check import CheckResult, GradientCheckFailed, check
+from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._engine import CaseResult, Report, RunOptions, check_case
 from ._errors import CaseError
 from ._options import add_pytest_options, run_options
@@ -54,6 +57,7 @@ __all__ = [
     "pytest_collect_file",
     "pytest_collection_modifyitems",
     "pytest_sessionfinish",
+    "pytest_runtest_makereport",
     "pytest_terminal_summary",
 ]
 
@@ -72,6 +76,10 @@ class _State:
     errors: list[CaseError] = field(default_factory=list)
     unsent: int = 0  # results an xdist worker could not send to the controller
     report: Report | None = None
+    # node id -> what went wrong, for tests pytest reports as errors (a fixture's setup or
+    # teardown raised): their checks count as errors, not passes
+    errored: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, int] = field(default_factory=dict)  # node id -> checks the fixture made in it
 
 
 _STATE = pytest.StashKey[_State]()
@@ -167,6 +175,18 @@ class CaseFile(pytest.File):
             for dtype in state.dtypes:
                 options = replace(state.base, device=device, dtype=dtype)
                 yield CaseItem.from_parent(self, name=f"{case.name}[{device}-{dtype}]", case=case, options=options)
+                for kind in _kinds(case, options):
+                    name = f"{case.name}[{device}-{dtype}-{kind}]"
+                    yield CaseItem.from_parent(self, name=name, case=case, options=options, kind=kind)
+
+
+def _kinds(case: Case, options: RunOptions) -> list[str]:
+    """The check kinds asked for that apply to ``case`` (each one more item)."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []
+    from ._kinds import applicable, requested  # the kinds load torch.func: only when asked for
+
+    return [k for k in requested(case, options) if applicable(case, k, options) is None]
 
 
 def _skip(reason: str) -> NoReturn:
@@ -191,10 +211,11 @@ def _cuda_missing(device: str) -> str | None:
 class CaseItem(pytest.Item):
     """A case checked on one device in one dtype."""
 
-    def __init__(self, *, case: Case, options: RunOptions, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, options: RunOptions, kind: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
         self.options = options
+        self.kind = kind  # "" for first-order gradients, else a check kind
         self.add_marker("gradcheck")
         missing = _cuda_missing(options.device)
         if missing:
@@ -203,7 +224,12 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
         try:
-            result = check_case(self.case, self.options)
+            if self.kind:
+                from ._kinds import check_kind
+
+                result = check_kind(self.case, self.options, self.kind)
+            else:
+                result = check_case(self.case, self.options)
         except CaseError as exc:
             # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
             # shape) fails with the engine's located message.
@@ -211,7 +237,10 @@ class CaseItem(pytest.Item):
                 exc.file = Path(self.nodeid.split("::")[0])
             state.errors.append(exc)
             raise
-        state.results.append(result)
+        # named as pytest names the test, with the file relative to the rootdir as in node ids
+        state.results.append(
+            replace(result, test_id=self.nodeid, case=replace(result.case, file=Path(self.nodeid.split("::")[0])))
+        )
         if result.verdict == "fail":
             raise GradientCheckFailed(result)
         if result.verdict == "inconclusive":
@@ -232,12 +261,13 @@ class CaseItem(pytest.Item):
 
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
-    """``gradcheck(fn, inputs, *, backward=None, upstream=None, **options)``: run
-    :func:`gradcheck_suite.check` and fail the test with the disagreement tables unless all
-    sources agree; an inconclusive check skips the test with its reason. Device, dtype and
-    numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype`` value
-    and ``--gradcheck-numeric`` (likewise max-memory, mode, elements, directions). Returns
-    the :class:`CheckResult` of a pass."""
+    """``gradcheck(fn, inputs, *, backward=None, reference=None, upstream=None, **options)``:
+    run :func:`gradcheck_suite.check` (:func:`gradcheck_suite.check_module` when ``fn`` is an
+    ``nn.Module``) and fail the test with the disagreement tables unless all sources agree, in
+    every check kind asked for; an inconclusive check skips the test with its reason. Device,
+    dtype and numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype``
+    value and ``--gradcheck-numeric`` (likewise max-memory, mode, elements, directions, order
+    and checks). Returns the :class:`CheckResult` of a pass."""
     state = request.config.stash[_STATE]
     defaults: dict[str, Any] = {
         "device": state.base.device,
@@ -247,15 +277,26 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         "mode": state.base.mode,
         "elements": state.base.elements,
         "directions": state.base.directions,
+        "order": state.base.order,
+        "checks": state.base.checks,
     }
 
-    def run(fn: Callable[..., torch.Tensor], inputs: Any, **kwargs: Any) -> CheckResult:
+    def run(fn: Any, inputs: Any, **kwargs: Any) -> CheckResult:
         options = {**defaults, **kwargs}
         missing = _cuda_missing(str(options["device"]))
         if missing:
             _skip(missing)
-        result = check(fn, inputs, **options)
-        state.results.append(result)
+        test_id = _check_id(state, request.node.nodeid)
+        try:
+            if isinstance(fn, torch.nn.Module):
+                result = check_module(fn, inputs, **options)
+            else:
+                result = check(fn, inputs, **options)
+        except CaseError as exc:
+            state.errors.append(_test_error(exc, test_id))
+            raise
+        state.results.append(_as_test(result.first(), test_id))
+        state.results.extend(_as_test(k, test_id) for k in result.kinds)
         if result.verdict == "fail":
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict == "inconclusive":
@@ -263,6 +304,55 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         return result
 
     return run
+
+
+def _check_id(state: _State, nodeid: str) -> str:
+    """The test's node id names its check; a test making several adds #2, #3 to the later ones."""
+    n = state.checks.get(nodeid, 0) + 1
+    state.checks[nodeid] = n
+    return nodeid if n == 1 else f"{nodeid} #{n}"
+
+
+def _as_test(result: CaseResult, test_id: str) -> CaseResult:
+    """A fixture check as the session's reports name it: by its test, not by the function it
+    checked (three tests of one function are three entries), in the test's file."""
+    file = Path(test_id.split("::")[0])
+    return replace(result, test_id=test_id, case=replace(result.case, name=test_id, file=file))
+
+
+def _test_error(exc: CaseError, test_id: str, message: str | None = None) -> CaseError:
+    error = CaseError(message or str(exc), file=Path(test_id.split("::")[0]), case=test_id)
+    error.nodeid = test_id  # type: ignore[attr-defined]  # read by report.json's writer
+    return error
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember the tests pytest reports as errors (a fixture failed around the test), in the
+    process that ran them: their checks are counted as errors at the session's end."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "teardown"):
+        state = item.config.stash.get(_STATE, None)
+        if state is not None:
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            lines = str(report.longreprtext or "").strip().splitlines()
+            what = getattr(crash, "message", None) or (lines[-1] if lines else "")
+            state.errored.setdefault(item.nodeid, f"the test errored in {report.when}: {what}")
+
+
+def _fold_errors(state: _State) -> None:
+    """A check whose test errored counts as an error, as pytest counts the test."""
+    if not state.errored:
+        return
+    kept = []
+    for r in state.results:
+        nodeid = (r.test_id or "").split(" #")[0]
+        if nodeid in state.errored:
+            state.errors.append(_test_error(CaseError(""), r.test_id or nodeid, state.errored[nodeid]))
+        else:
+            kept.append(r)
+    state.results = kept
 
 
 def session_report(config: pytest.Config) -> Report | None:
@@ -302,6 +392,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(_STATE, None)
     if state is None:
         return
+    _fold_errors(state)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         # An xdist worker: send what it checked to the controller, which builds the Report.
@@ -328,7 +419,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
     if state.report_dir is not None:
         state.report_dir.mkdir(parents=True, exist_ok=True)
-        write_reports(state.report_dir, json_report.to_dict(state.report))
+        write_reports(state.report_dir, json_report.to_dict(state.report), report=state.report)
 
 
 @pytest.hookimpl(optionalhook=True)

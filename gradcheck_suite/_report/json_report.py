@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 1. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 2. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -12,6 +12,16 @@ value there. JSON has no infinity or NaN, so a non-finite number is written as t
 
 A new field that old readers can ignore keeps the version; renaming or removing one, or
 changing a field's meaning, bumps it.
+
+Version 2 (issue 11) added check kinds: each case entry has ``kind`` (``"order1"`` for
+first-order gradients; ``"order2"``, ``"fwd-over-rev"``, ``"forward"``, ``"batched"``,
+``"undefined"``, ``"dtypes"``, ``"noncontiguous"``), ``check`` (what a kind compared,
+``"hessian 4x4"``; empty for first order), and ``notes`` (how the sources ran). One case may now
+have several entries, one per kind, so a case's name across reports and baselines is
+``case[device-dtype]`` for first order and ``case[device-dtype-kind]`` for the others; an
+input's ``name`` is an output's for forward mode, and its values have a leading axis (the
+directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
+reports read as version 2 with every entry of kind ``order1``.
 """
 
 from __future__ import annotations
@@ -34,10 +44,22 @@ from .._compare import InputResult, gradient_scale
 from .._engine import CaseResult, Report
 from .._errors import CaseError
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+__all__ = [
+    "FIRST_ORDER",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "case_key",
+    "display_path",
+    "to_dict",
+    "dumps",
+    "environment",
+    "load_schema",
+    "number",
+]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+FIRST_ORDER = "order1"
 
 Number = float | str
 
@@ -56,7 +78,9 @@ def to_float(x: Number) -> float:
 
 def case_key(entry: dict[str, Any]) -> str:
     """How a case is named across reports and baselines; also its JUnit test name."""
-    return f"{entry['case']}[{entry['device']}-{entry['dtype']}]"
+    kind = entry.get("kind") or FIRST_ORDER
+    suffix = "" if kind == FIRST_ORDER else f"-{kind}"
+    return f"{entry['case']}[{entry['device']}-{entry['dtype']}{suffix}]"
 
 
 def _git_commit() -> str | None:
@@ -164,16 +188,39 @@ def _input(i: InputResult) -> dict[str, Any]:
         "numeric_error": numeric_error,
         "pairs": pairs,
         "worst": worst,
+        "referee": _referee(i),
+        "overflow": dict(i.overflow),
+    }
+
+
+def _referee(i: InputResult) -> dict[str, Any] | None:
+    """What the high-precision referee decided on the disputed elements, where it was asked."""
+    ref = i.referee
+    if ref is None:
+        return None
+    return {
+        "digits": ref.digits,
+        "elements": [list(e) for e in ref.elements],
+        "wrong": {s: [list(e) for e in where] for s, where in ref.wrong.items()},
+        "truth": [number(float(v)) for v in ref.truth],
+        "sampled_out": ref.sampled,
     }
 
 
 def _case(r: CaseResult) -> dict[str, Any]:
     samples = None
     if r.samples is not None:
-        samples = {"points": r.samples.points, "counts": dict(r.samples.counts), "worst": r.samples.worst}
-    return {
+        samples = {
+            "points": r.samples.points,
+            "counts": dict(r.samples.counts),
+            "worst": r.samples.worst,
+            # each point's verdict and largest difference over tolerance (point 0: the case's own)
+            "verdicts": list(r.samples.verdicts),
+            "ratios": [number(x) for x in r.samples.ratios],
+        }
+    entry = {
         "case": r.case.name,
-        "file": r.case.file.as_posix(),
+        "file": display_path(r.case.file),
         "device": r.device,
         "dtype": r.dtype,
         "verdict": r.verdict,
@@ -185,19 +232,49 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "expect_failures": list(r.expect_failures),
         "samples": samples,
         "mode": r.mode,
+        "kind": r.kind or FIRST_ORDER,
+        "check": r.check_label,
+        "notes": list(r.notes),
         "inputs": [_input(i) for i in r.inputs],
     }
+    if r.test_id is not None:
+        entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
+    return entry
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    summary: dict[str, Any] = dict(report.counts())
+    points = report.point_counts()
+    if points is not None:
+        summary["points"] = points  # the sweeps' points, counted as the terminal counts them
+    return summary
 
 
 def _error(e: CaseError) -> dict[str, Any]:
-    return {
-        "file": e.file.as_posix() if e.file is not None else None,
+    entry = {
+        "file": display_path(e.file) if e.file is not None else None,
         "line": e.line,
         "case": e.case,
         "key": e.key,
         "message": e.message,
         "text": str(e),
     }
+    nodeid = getattr(e, "nodeid", None)
+    if isinstance(nodeid, str):
+        entry["nodeid"] = nodeid
+    return entry
+
+
+def display_path(path: Path) -> str:
+    """A case file as reports name it: relative to the current directory when under it, so
+    that junit.xml's classnames and baselines do not depend on where the checkout lies."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
 
 
 def to_dict(
@@ -219,12 +296,14 @@ def to_dict(
             "mode": o.mode,
             "elements": o.elements,
             "directions": o.directions,
+            "order": o.order,
+            "checks": list(o.checks),
         },
         "timings": {
             "total_seconds": report.seconds,
             "cases_seconds": sum(r.seconds for r in report.results),
         },
-        "summary": report.counts(),
+        "summary": _summary(report),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
         "baseline": baseline,
