@@ -238,7 +238,7 @@ class RefereeGradient:
     ``values`` are the float64 numbers nearest to the high-precision ones in ``exact`` (object
     arrays of mpf), ``error`` an estimate of the absolute error of ``exact``, ``kinks`` the
     elements within two steps of a point where phi has no derivative (their ``values`` are
-    then the central difference, meaningless, with an error the size of the slope's jump).
+    then the mean of the two one-sided slopes, no derivative, with an error of half their gap).
     Elements not asked for are NaN (``exact``: None).
     """
 
