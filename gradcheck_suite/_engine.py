@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from ._sources.numeric import (
     numeric_gradients_at,
     resolve_mode,
 )
+
+if TYPE_CHECKING:
+    from ._diagnose import Diagnostics
 
 __all__ = [
     "RunOptions",
@@ -76,6 +80,7 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
 
     @property
     def reason(self) -> str:
@@ -245,7 +250,11 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
     return points
 
 
-def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+def check_case(
+    case: Case, options: RunOptions, progress: Progress | None = None, *, diagnose: bool = True
+) -> CaseResult:
+    """Check ``case`` three ways; a failing case also gets its diagnostics unless ``diagnose``
+    is False (mutation testing, which only needs the verdict)."""
     start = time.perf_counter()
     ensure_device(options.device)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
@@ -278,7 +287,7 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     expect_failures = check_expectations(case)
     if expect_failures:
         verdict = "fail"
-    return CaseResult(
+    result = CaseResult(
         case=case,
         device=options.device,
         dtype=options.dtype,
@@ -289,9 +298,14 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         sources=sources,
         expect_failures=expect_failures,
         samples=SampleSummary(len(points), counts, worst) if n else None,
-        seconds=time.perf_counter() - start,
         mode=settings.mode,
     )
+    if diagnose and verdict == "fail":
+        from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import
+
+        result.diagnostics = diagnose_result(result)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def check_expectations(case: Case) -> list[str]:

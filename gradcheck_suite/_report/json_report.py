@@ -1,13 +1,17 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 1. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
-(UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
-``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
+Version 2 (version 1 lacked ``diagnostics``; a reader of 2 reads 1). Top level: ``schema``
+(always ``"gradcheck-suite/report"``), ``version``, ``created`` (UTC, ISO 8601),
+``environment``, ``options``, ``timings``, ``summary`` (counts per verdict), ``cases``,
+``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
 ``seconds``, ``gradient_scale``, ``expect_failures``, ``samples`` and ``inputs``; each input:
 its ``pairs`` (``max_abs``, ``max_rel``, ``ratio`` to the tolerance, the ``worst`` element)
 and ``worst``, the element of the pair furthest outside its tolerance with every source's
-value there. JSON has no infinity or NaN, so a non-finite number is written as the string
+value there. A failing case may carry ``diagnostics``: ``blame`` (the line of a backward
+program that makes its gradients wrong, with each ``d<name>``'s comparison as
+``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
+(docs/diagnostics.md). JSON has no infinity or NaN, so a non-finite number is written as the string
 ``"inf"``, ``"-inf"`` or ``"nan"``.
 
 A new field that old readers can ignore keeps the version; renaming or removing one, or
@@ -37,7 +41,7 @@ from .._errors import CaseError
 __all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Number = float | str
 
@@ -186,6 +190,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "samples": samples,
         "mode": r.mode,
         "inputs": [_input(i) for i in r.inputs],
+        **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
     }
 
 

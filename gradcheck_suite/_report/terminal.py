@@ -109,6 +109,8 @@ def _numeric_text(r: CaseResult, i: InputResult) -> str:
 def case_notes(r: CaseResult) -> list[str]:
     """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
     notes = [*r.case.notes, *(f"FAIL {e}" for e in r.expect_failures)]
+    if r.diagnostics is not None:  # a failure: its blamed line, or its first hint
+        notes.append(r.diagnostics.summary())
     if r.samples is not None:
         c = r.samples.counts
         own = ", the case file's own" if r.samples.worst == 0 else ""
@@ -176,6 +178,10 @@ def render_case_detail(r: CaseResult) -> str:
                 out.append(f"  ... {len(idx) - DETAIL_ROWS} more element(s)")
         if i.projections:
             out.append(_projection_table(i))
+    if r.diagnostics is not None:
+        from .._diagnose.render import detail  # only a failure pays for the import
+
+        out.append(detail(r))
     return "\n".join(out)
 
 

@@ -1,0 +1,1 @@
+"""Mutation adequacy (`gradcheck mutate`): whether a case can catch a bug in its backward."""
