@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     save.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
     add_argparse_options(save)
 
+    mu = sub.add_parser("mutate", help="mutation adequacy: can each case catch a bug planted in its backward?")
+    mu.add_argument(
+        "paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)"
+    )
+    mu.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches a glob)")
+    mu.add_argument("-v", "--verbose", action="store_true", help="list every mutant, not only the survivors")
+    mu.add_argument(
+        "--min-score",
+        type=_score,
+        metavar="S",
+        help="exit 1 when a case scores below S (0.9 or 90%%), or fails unmutated",
+    )
+    add_argparse_options(mu)
+
     ls = sub.add_parser("list", help="list the cases")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")])
     ls.add_argument("-k", dest="pattern")
@@ -81,6 +95,18 @@ def _growth_factor(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not x > 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError("must be above 1 (a factor the difference may grow by)")
+    return x
+
+
+def _score(text: str) -> float:
+    percent = text.strip().endswith("%")
+    try:
+        x = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a score: {text!r} (try 0.9 or 90%)") from None
+    x = x / 100 if percent else x
+    if not 0 <= x <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError("a score is a fraction from 0 to 1, or a percentage like 90%")
     return x
 
 
@@ -114,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args)
         if args.command == "baseline":
             return _baseline_save(args)
+        if args.command == "mutate":
+            return _mutate(args)
         return _show(args)
     except GradcheckError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
@@ -176,6 +204,25 @@ def _baseline_save(args: argparse.Namespace) -> int:
     note = f"; {failing} failing case(s) stored as failing" if failing else ""
     print(f"saved baseline {args.file}: {len(report.results)} case(s){note}")
     return 0
+
+
+def _mutate(args: argparse.Namespace) -> int:
+    # the mutation machinery loads only for this command
+    from ._mutate import mutate
+    from ._report.mutation import render_mutation
+
+    run = mutate(args.paths, run_options(vars(args)), args.pattern)
+    if args.pattern and not run.cases and not run.errors:
+        print(
+            f"gradcheck: error: no case under {', '.join(map(str, args.paths))} matches -k {args.pattern!r}",
+            file=sys.stderr,
+        )
+        return 2
+    print(render_mutation(run, verbose=args.verbose, minimum=args.min_score))
+    if run.errors:
+        print("\n".join(f"error: {e}" for e in run.errors), file=sys.stderr)
+        return 2
+    return 1 if args.min_score is not None and run.below(args.min_score) else 0
 
 
 def _list(args: argparse.Namespace) -> int:
