@@ -22,6 +22,8 @@ from ._report import (
     render_summary,
     render_table,
 )
+from ._report.calls import backward_call, forward_call
+from ._report.calls import summary as _summary
 from ._report.files import prepare_dir
 from ._report.outputs import write_reports
 from ._sources.manual import upstream_gradients
@@ -272,12 +274,16 @@ def _show(args: argparse.Namespace) -> int:
     print("forward:")
     for s, v in trace:
         print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
+    if case.forward.program is None:  # a callable: the call, its arguments and its results
+        print("\n".join(forward_call(case, values)))
     if case.backward is not None:
         trace = []
-        case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
+        grads = case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
         print("backward:")
         for s, v in trace:
             print(f"  {s.line:4d}  {s.text:40}  # {_show_value(v)}")
+        if case.backward.program is None:
+            print("\n".join(backward_call(case, grads)))
     result = check_case(case, options)
     print("gradients:")
     for i in result.inputs:
@@ -293,6 +299,8 @@ def _show_value(v: object) -> str:
     a = np.asarray(v)
     if a.ndim == 0:
         return format_value(a, str(a.dtype) if a.dtype == np.float32 else "float64")
+    if a.size > 20:  # more than numpy prints in full: shape and range say more than a few digits
+        return _summary(a)
     with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
         return f"shape {list(a.shape)} " + " ".join(str(a).split())
 
