@@ -362,3 +362,34 @@ def test_the_plugin_shows_the_blamed_line(pytester: pytest.Pytester) -> None:
             "hint (manual-autograd, missing_term)*",
         ]
     )
+
+
+def test_check_api_gets_hints_too() -> None:
+    import torch
+
+    from gradcheck_suite import check
+
+    def softplus(x):
+        return torch.log1p(torch.exp(x))
+
+    result = check(softplus, {"x": torch.linspace(-3, 3, 7)}, backward=lambda g, x: 2 * g * torch.sigmoid(x))
+    assert result.verdict == "fail" and result.diagnostics is not None
+    assert result.diagnostics.blame_note.startswith("blame unavailable: the backward is a callable")
+    (hint,) = result.diagnostics.hints
+    assert (hint.input, hint.pair, hint.kind) == ("x", "manual-autograd", "ratio")
+    assert hint.message == "dx: manual = 2 x autograd everywhere: an extra factor of 2"
+    assert "hint (manual-autograd, ratio): dx: manual = 2 x autograd everywhere" in result.explain()
+
+
+def test_a_diagnosis_that_breaks_leaves_the_verdict_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradcheck_suite._diagnose as diagnose
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(diagnose, "Analysis", broken)
+    monkeypatch.setattr(diagnose, "array_hints", broken)
+    result = failing(plant(tmp_path, CASES / "compound_sigmoid.toml", DROPPED, ""))
+    assert result.odd_one_out == "manual"
+    assert result.diagnostics.blame is None and result.diagnostics.hints == ()
+    assert result.diagnostics.blame_note == "blame failed: RuntimeError: boom"

@@ -9,12 +9,14 @@ of each disagreement suggests (any case). Computed only for a case that fails.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._sources import SOURCES
+from .._sources.numeric import AUTO_FULL_ELEMENTS
 from .blame import Analysis, Blame, Intermediate, NoBlame, unavailable
 from .geometry import windows
 from .hints import Hint, array_hints, describe
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from .._engine import CaseResult
 
 __all__ = ["Diagnostics", "Hint", "Intermediate", "diagnose"]
+
+# the blamed line's edits are tried up to the size a check still compares element by element
+FIX_MAX_ELEMENTS = AUTO_FULL_ELEMENTS
 
 _FIX_KINDS = {
     "axis": "reduction_axis",
@@ -119,17 +124,16 @@ def _input_hints(result: CaseResult, analysis: Analysis | None) -> list[Hint]:
 def _fixes(result: CaseResult, analysis: Analysis, blame: Blame) -> list[Hint]:
     """Single edits of the blamed variable's lines that make every failing input right."""
     from .._mutate.program import program_mutants  # the mutation operators, only when a line is blamed
-    from .trace import backward_steps
 
     failing = [i for i in result.inputs if i.verdict == "fail" and i.odd_one_out in ("manual", None)]
-    if not failing:
+    if not failing or sum(int(np.size(v)) for v in result.point.values()) > FIX_MAX_ELEMENTS:
         return []
     mutants, _ = program_mutants(result.case, only=analysis.lines.get(blame.variable, []))
     found: list[Hint] = []
     for m in mutants:
         try:
             with np.errstate(all="ignore"):
-                steps = backward_steps(m.case, result.point)
+                steps = analysis.rerun(m.case)
         except Exception:  # noqa: BLE001 - an edit that breaks the program is no fix
             continue
         if analysis.wrong_inputs(steps.final):
@@ -143,8 +147,17 @@ def _fixes(result: CaseResult, analysis: Analysis, blame: Blame) -> list[Hint]:
     return found
 
 
+def _safely(step: Callable[[], list[Hint]]) -> list[Hint]:
+    try:
+        with np.errstate(all="ignore"):
+            return step()
+    except Exception:  # noqa: BLE001 - a hint that cannot be worked out is left out, the check stands
+        return []
+
+
 def diagnose(result: CaseResult) -> Diagnostics | None:
-    """Blame and hints for a case that fails on some input (None when none fails)."""
+    """Blame and hints for a case that fails on some input (None when none fails). Nothing
+    here may hide the check's own result: a step that raises is reported or left out."""
     if not any(i.verdict == "fail" for i in result.inputs):
         return None
     case = result.case
@@ -158,10 +171,11 @@ def diagnose(result: CaseResult) -> Diagnostics | None:
                 found = analysis.blame(describe)
         except Exception as exc:  # noqa: BLE001 - a diagnosis must never hide the check's own result
             note = f"blame failed: {type(exc).__name__}: {exc}"
-    hints = _input_hints(result, analysis)
+    hints = _safely(lambda: _input_hints(result, analysis))
     if isinstance(found, Blame):
-        assert analysis is not None
-        hints += _fixes(result, analysis, found)
+        blamed, done = found, analysis
+        assert done is not None
+        hints += _safely(lambda: _fixes(result, done, blamed))
         return Diagnostics(found, None, tuple(hints), found.intermediates)
     if isinstance(found, NoBlame):
         return Diagnostics(None, found.reason, tuple(hints), found.intermediates)

@@ -34,6 +34,7 @@ import numpy as np
 
 from .._case import Case
 from .._program import Statement
+from .._sources.manual import run_forward
 from .rule import agreement
 from .trace import BackwardSteps, ForwardTrace, backward_steps, forward_trace, names_read
 
@@ -91,7 +92,8 @@ class Analysis:
         self.point = point
         self.statements: tuple[Statement, ...] = case.backward.program.statements
         self.trace: ForwardTrace = forward_trace(case, point)
-        self.steps: BackwardSteps = backward_steps(case, point)
+        self.forward = run_forward(case, point)
+        self.steps: BackwardSteps = self.rerun(case)
         self.lines: dict[str, list[int]] = {}
         for k, s in enumerate(self.statements):
             self.lines.setdefault(s.target, []).append(k)
@@ -101,6 +103,10 @@ class Analysis:
         self.max_rel: dict[str, float] = {}
         for t in self.order:
             self.status[t], self.max_rel[t] = self._judge(t, self.steps.final.get(t))
+
+    def rerun(self, case: Case, override: tuple[int, np.ndarray] | None = None) -> BackwardSteps:
+        """``case``'s backward (this case's, or a mutant's) at this point, on this forward."""
+        return backward_steps(case, self.point, override, self.forward)
 
     def of(self, target: str) -> str | None:
         name = target[1:] if target.startswith("d") else None
@@ -138,9 +144,7 @@ class Analysis:
         name = self.of(target)
         assert name is not None
         got = np.asarray(self.steps.final[target])
-        fixed = backward_steps(
-            self.case, self.point, (self.lines[target][-1], self.trace.grads[name].reshape(got.shape))
-        )
+        fixed = self.rerun(self.case, (self.lines[target][-1], self.trace.grads[name].reshape(got.shape)))
         after = self.wrong_inputs(fixed.final)
         if len(after) < len(before):
             return True
@@ -217,7 +221,10 @@ def _blame(a: Analysis, describe: Callable[[np.ndarray, np.ndarray, str], str] |
     if describe is not None:
         name = a.of(chosen)
         assert name is not None
-        words = describe(np.asarray(a.steps.final[chosen], dtype=np.float64), a.trace.grads[name], chosen)
+        try:
+            words = describe(np.asarray(a.steps.final[chosen], dtype=np.float64), a.trace.grads[name], chosen)
+        except Exception:  # noqa: BLE001 - the words are a detail; the blamed line stands without them
+            words = ""
         if words:
             message += f" ({words})"
     return Blame(s.line, s.text, message, table, chosen)

@@ -42,6 +42,7 @@ __all__ = ["EXPLAINS", "Hint", "array_hints", "describe"]
 
 EXPLAINS = 1e-3
 _REGION_AT_MOST = 0.75  # a "region" covering more than this of the elements says nothing
+_BORDER = 4  # the widest band called a border (wider when a case pads more)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,9 @@ def _region(mask: np.ndarray, windows: Windows | None) -> str | None:
                 " an accumulation that overwrites (`=` for `+=`)?"
             )
     if mask.ndim >= 2 and min(mask.shape[-2:]) >= 4:
-        for b in range(1, min(mask.shape[-2:]) // 4 + 1):
+        # a border is a few elements wide: the padding's or a kernel's reach, not a quarter of it
+        widest = max((_BORDER, *(windows.pad if windows is not None else ())))
+        for b in range(1, min(min(mask.shape[-2:]) // 4, widest) + 1):
             band = _band(mask.shape, b)
             if band.mean() <= _REGION_AT_MOST and not np.any(mask & ~band):
                 pad = f" (the padding is {windows.pad[0]})" if windows is not None and any(windows.pad) else ""

@@ -145,15 +145,19 @@ def forward_trace(case: Case, point: Mapping[str, np.ndarray]) -> ForwardTrace:
 
 
 def backward_steps(
-    case: Case, point: Mapping[str, np.ndarray], override: tuple[int, np.ndarray] | None = None
+    case: Case,
+    point: Mapping[str, np.ndarray],
+    override: tuple[int, np.ndarray] | None = None,
+    forward: Mapping[str, Any] | None = None,
 ) -> BackwardSteps:
     """The backward program at ``point``; ``override = (k, value)`` sets statement k's target
-    to ``value`` right after statement k runs."""
+    to ``value`` right after statement k runs. ``forward``: the forward's float64 values at
+    ``point`` when they are known already (a rerun needs not recompute them)."""
     backward = case.backward
     assert backward is not None and backward.program is not None
     program = backward.program
     be = NumpyBackend("float64")
-    values = run_forward(case, point)
+    values = dict(forward) if forward is not None else run_forward(case, point)
     env: dict[str, Any] = {
         **bind_constants(backward.constants, be),
         **values,
