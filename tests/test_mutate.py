@@ -219,3 +219,81 @@ def test_min_score_gate_and_usage_errors(cli) -> None:
     assert code == 2 and "a fraction from 0 to 1, or a percentage" in err
     code, _, err = cli("mutate", str(CASES), "-k", "nosuchcase")
     assert code == 2 and "matches -k 'nosuchcase'" in err
+
+
+PRODUCT = """
+name = "product_at"
+output = "z"
+
+[inputs]
+x = {x}
+y = {y}
+
+[forward]
+program = "z = x * y"
+
+[backward]
+program = \"\"\"
+dx = y * dz
+dy = x * dz
+\"\"\"
+"""
+
+SYMMETRIC = """
+name = "symmetric_matmul"
+output = "D"
+upstream = { random = "normal", shape = [2, 2], seed = 5 }
+
+[inputs]
+W = [[2.0, 1.0], [1.0, 3.0]]
+X = [[1.0, 2.0], [3.0, 4.0]]
+
+[forward]
+program = "D = W @ X"
+
+[backward]
+program = \"\"\"
+dW = dD @ X.T
+dX = W.T @ dD
+\"\"\"
+"""
+
+
+SQUARE_AT_ONE = """
+name = "x_y_squared"
+output = "z"
+
+[inputs]
+x = 3.0
+y = 1.0
+
+[forward]
+program = "z = x * y ** 2"
+
+[backward]
+program = \"\"\"
+dx = y ** 2 * dz
+dy = 2 * x * y * dz
+\"\"\"
+"""
+
+
+def survivors(path: Path) -> dict[str, tuple[str, ...]]:
+    result = mutate_case(load_case(path), RunOptions())
+    return {r.mutated: r.weaknesses for r in result.results if r.status == "survived"}
+
+
+@pytest.mark.parametrize(
+    ("text", "mutated", "weakness"),
+    [
+        (PRODUCT.format(x=4.0, y=0.0), "dx = -(y * dz)", "`y` is 0 at the case's point"),
+        (PRODUCT.format(x=2.0, y=2.0), "dx = x * dz", "`y` and `x` are equal at the case's point"),
+        (SYMMETRIC, "dX = W @ dD", "`W` is symmetric"),
+        (SQUARE_AT_ONE, "dx = y ** 3 * dz", "`y` is 1 at the case's point"),
+    ],
+)
+def test_what_hides_a_survivor_at_the_point_is_named(tmp_path: Path, text: str, mutated: str, weakness: str) -> None:
+    path = tmp_path / "case.toml"
+    path.write_text(text)
+    found = survivors(path)
+    assert weakness in found[mutated], found

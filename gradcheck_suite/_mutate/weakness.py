@@ -15,7 +15,7 @@ mutant is a survivor, named by :func:`configured`, not an equivalent one.
 Any other survivor is hidden by the case's point or upstream, and what can be named is named
 (:func:`weaknesses`): an upstream gradient of all ones (the mutant differs with a random one),
 two variables that are equal at the case's point (for a swapped variable), and values the
-edited line reads that are zero, one, symmetric, square (for a dropped ``.T``) or tied.
+edited line reads that are zero, one, or symmetric (for a dropped ``.T``).
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ def _constant(upstream: np.ndarray | None) -> bool:
 
 
 def _value_facts(name: str, value: Any, operator: str, case: Case) -> list[str]:
+    """Values the edited line reads that make an edit vanish: zeros (a term times 0), ones
+    (``y ** 2`` and ``y ** 3`` agree at 1), a symmetric matrix (a dropped ``.T``)."""
     a = np.asarray(value)
     if a.dtype.kind != "f" or a.size == 0 or name in {f"d{o}" for o in case.outputs}:
         return []
@@ -158,11 +160,6 @@ def _value_facts(name: str, value: Any, operator: str, case: Case) -> list[str]:
         facts.append(f"`{name}` is 1 at the case's point")
     elif a.size > 1 and np.any(a == 0):
         facts.append(f"`{name}` has zeros at the case's point")
-    if a.ndim == 2 and a.shape[0] == a.shape[1] > 1:
-        if np.array_equal(a, a.T):
-            facts.append(f"`{name}` is symmetric")
-        elif operator == "drop .T":
-            facts.append(f"`{name}` is square ({a.shape[0]}x{a.shape[1]}), so a missing .T keeps its shape")
-    if a.size > 1 and np.unique(a).size < a.size and not np.all(a == a.flat[0]):
-        facts.append(f"`{name}` has ties (repeated values)")
+    if operator == "drop .T" and a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and np.array_equal(a, a.T):
+        facts.append(f"`{name}` is symmetric")
     return facts
