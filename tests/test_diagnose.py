@@ -393,3 +393,28 @@ def test_a_diagnosis_that_breaks_leaves_the_verdict_alone(tmp_path: Path, monkey
     assert result.odd_one_out == "manual"
     assert result.diagnostics.blame is None and result.diagnostics.hints == ()
     assert result.diagnostics.blame_note == "blame failed: RuntimeError: boom"
+
+
+def test_a_term_dropped_from_batchnorm_is_named_by_its_forward_line(tmp_path: Path) -> None:
+    # the mean's path: dx lacks the term that flows through mu = mean(x, axis=0)
+    path = plant(tmp_path, LAYERS / "batchnorm.toml", "(dxhat - mean(dxhat, axis=0) - xhat *", "(dxhat - xhat *")
+    d = failing(path).diagnostics
+    mu = line_of(path, "mu = mean(x, axis=0)")
+    assert d.blame is not None and d.blame.line == line_of(path, "dx = (dxhat - xhat *")
+    assert f"dx misses the term through forward line {mu} `mu = mean(x, axis=0)`" in d.blame.message
+    # the difference is that term, broadcast over the batch: constant along axis 0
+    assert "dx - autograd's does not vary along axis 0" in d.blame.message
+    assert any(h.kind == "missing_term" and f"forward line {mu}" in h.message for h in d.hints)
+
+
+def test_hint_zero_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _buggy_module_case(  # the accumulation dropped: dx stays np.zeros_like(x)
+        tmp_path,
+        monkeypatch,
+        "max_pool_naive",
+        "dx[nn, cc, hs + a, ws + k] += dout[nn, cc, i, j]",
+        "pass",
+    )
+    assert hint_kinds(path) == {
+        "zeros": "dx: manual is zero everywhere and autograd is not: the gradient is never written, or never reaches it"
+    }
