@@ -116,14 +116,20 @@ class Case:
         return [f"checked two ways: the forward `{self.forward.label}` is {why} and the case has no [reference]"]
 
     def at_dtype(self, dtype: str) -> Case:
-        """This case with its float constants rounded to ``dtype``, as the inputs are."""
+        """This case with its float constants and upstream gradients rounded to ``dtype``, as
+        the inputs are: every source then differentiates the same function."""
         consts = {
             k: np.asarray(v, dtype=dtype).astype(np.float64) if _is_float_array(v) else v
             for k, v in self.constants.items()
         }
+        ups = {
+            k: None if v is None else np.asarray(v, dtype=dtype).astype(np.float64) for k, v in self.upstreams.items()
+        }
         forward = self.forward.with_constants(consts)
         return replace(
             self,
+            upstream=ups.get(self.output),
+            upstreams=ups,
             constants=consts,
             forward=forward,
             backward=self.backward.with_constants(consts, forward) if self.backward else None,

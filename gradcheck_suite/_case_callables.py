@@ -119,6 +119,21 @@ def _from_library(value: Any, backend: Backend) -> Any:
     return backend.asarray(value)
 
 
+def _real_gradient(value: Any, name: str, call: CallTarget) -> None:
+    """A gradient of real inputs is real and floating-point: converting a complex one would drop
+    its imaginary part silently, an integer or boolean one hides a wrong dtype."""
+    if isinstance(value, torch.Tensor):
+        kind = "c" if value.is_complex() else ("f" if value.is_floating_point() else "i")
+        dtype: Any = value.dtype
+    else:
+        arr = np.asarray(value)
+        kind, dtype = arr.dtype.kind, arr.dtype
+    if kind == "c":
+        raise call.error(f"returned {name} as complex values ({dtype}); a gradient of real inputs is real")
+    if kind != "f":
+        raise call.error(f"returned {name} as {dtype}, not floating-point values")
+
+
 @dataclass(frozen=True)
 class CallTarget:
     """A callable named by a case file (or handed to :func:`gradcheck_suite.check`), with how
@@ -368,6 +383,8 @@ class Backward:
             else:
                 result = call.invoke(args)
             grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
+            for k, v in grads.items():
+                _real_gradient(v, k, call)
         return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
 
     def _autograd_function(self, env: Mapping[str, Any], backend: Backend) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from ._case import Case, load_cases
-from ._compare import InputResult, gradient_scale, judge_input
+from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
 from ._progress import progress_bar
+from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_forward, run_programs
@@ -24,6 +25,7 @@ from ._sources.numeric import (
     DEFAULT_ELEMENTS,
     DEFAULT_MAX_MEMORY,
     NumericSettings,
+    PointRounding,
     Progress,
     numeric_gradients_at,
     resolve_mode,
@@ -189,19 +191,158 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
             )
 
 
+# The referee recomputes at most this many disputed elements per input and point (a sample
+# of a large input's): each costs eight evaluations of the forward at 50 and 70 digits.
+REFEREE_ELEMENTS = 32
+
+
+def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
+    """A callable forward gives the same outputs twice at the same point; else every
+    difference quotient measures its randomness, not its slope."""
+    if case.forward.program is not None:
+        return  # programs have no random draws
+    with np.errstate(all="ignore"):
+        first, second = run_forward(case, point), run_forward(case, point)
+    for o in case.outputs:
+        a = np.asarray(first[o], dtype=np.float64)
+        b = np.asarray(second[o], dtype=np.float64)
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            gap = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("nan")
+            raise case.error(
+                f"nondeterministic forward: two evaluations of `{case.forward.label}` at the same point give"
+                f" different `{o}` (largest difference {gap:.3g}); an unseeded random draw (dropout without a"
+                " seed or a fixed mask?) makes every gradient check meaningless: seed it, or pass the mask as a"
+                " constant",
+                key="forward",
+            )
+
+
+# Two implementations of one function differ by their rounding; a different function differs
+# by far more. Relative to the output's scale (float64), this leaves room for forwards that
+# cancel (a variance as E[x^2] - E[x]^2 loses 1e6 ulps near 1000) and still catches a wrong
+# axis or a dropped term.
+FORWARD_AGREEMENT = 1e-8
+
+
+def _check_reference(case: Case, point: Mapping[str, np.ndarray]) -> list[str]:
+    """A forward callable and a separate [reference] must compute the same function before
+    their gradients can be compared: a mismatch is a failure of its own."""
+    ref = case.reference
+    if ref is None or case.autograd_forward is not ref:
+        return []
+    from ._backends import TorchBackend
+
+    with np.errstate(all="ignore"):
+        mine = run_forward(case, point)
+        be = TorchBackend()
+        with torch.no_grad():
+            theirs = ref.run({k: be.asarray(v) for k, v in point.items()}, be)
+    failures = []
+    for o in case.outputs:
+        a = np.asarray(mine[o], dtype=np.float64)
+        t = theirs[o]
+        b = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` has shape {a.shape} and {b.shape}"
+            )
+            continue
+        scale = float(np.max(np.abs(a), initial=0.0))
+        diff = np.abs(a - b)
+        bad = ~(diff <= FORWARD_AGREEMENT * (np.abs(a) + np.abs(b) + scale))
+        if bad.any():
+            worst = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), 0.0))), a.shape)
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` differs at {int(bad.sum())} of {a.size} element(s), max difference"
+                f" {float(np.nanmax(np.where(bad, diff, 0.0))):.3g} at {list(int(i) for i in worst)}"
+                f" ({float(a[worst]):.6g} against {float(b[worst]):.6g})"
+            )
+    return failures
+
+
 def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients, where: str
+    case: Case,
+    point: dict[str, np.ndarray],
+    options: RunOptions,
+    numeric: Gradients,
+    where: str,
+    bounds: ProgramBounds | None = None,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
+    u = unit_roundoff(options.dtype)
     if case.backward is not None:
-        results.append(manual_gradients(case, point, options.dtype))
+        manual = manual_gradients(case, point, options.dtype)
+        if bounds is not None and bounds.manual is not None:
+            manual.rounding = {k: u * v for k, v in bounds.manual.items()}
+        results.append(manual)
     if case.autograd_forward is not None:  # else checked two ways; case.notes says so
-        results.append(autograd_gradients(case, point, options.dtype, options.device))
+        autograd = autograd_gradients(case, point, options.dtype, options.device)
+        if bounds is not None and bounds.autograd is not None:
+            autograd.rounding = {k: u * v for k, v in bounds.autograd.items()}
+        results.append(autograd)
     results.append(numeric)
     scale = gradient_scale(results)
-    inputs = [judge_input(name, results, options.dtype, scale) for name in point]
+    inputs = [judge_input(name, results, options.dtype, scale, _referee(case, point, name)) for name in point]
     return inputs, {r.source: r for r in results}
+
+
+def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
+    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+    # the referee's own rule (referee_available), without importing mpmath for every case
+    if case.forward.program is None:
+        return None
+
+    def decide(flat: np.ndarray) -> RefereeAnswer | None:
+        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
+        from ._sources.numeric.referee import referee_backward, referee_gradient
+
+        chosen = flat[:REFEREE_ELEMENTS]
+        try:
+            truth = referee_gradient(case, point, {name: chosen})
+        except CaseError:
+            return None
+        values = truth.values[name].reshape(-1)[chosen]
+        errors = truth.error[name].reshape(-1)[chosen]
+        kinked = truth.kinks[name].reshape(-1)[chosen]
+        # on a kink there is no true gradient to decide with
+        errors = np.where(kinked, np.inf, errors)
+        answer = RefereeAnswer(values, errors, truth.digits)
+        if case.backward is not None and case.backward.program is not None:
+            try:
+                formula = referee_backward(case, point, truth.digits)
+            except CaseError:
+                return answer
+            answer.formula = formula.values[name].reshape(-1)[chosen]
+            answer.formula_error = formula.error[name].reshape(-1)[chosen]
+        return answer
+
+    return decide
+
+
+def _bounds(case: Case, points: list[dict[str, np.ndarray]]) -> list[ProgramBounds | None]:
+    """The rounding bounds of the case's programs at every point (None where there are none)."""
+    if case.forward.program is None and (case.autograd_forward is None or case.autograd_forward.program is None):
+        return [None] * len(points)
+    return [program_bounds(case, p) for p in points]
+
+
+def _numeric_rounding(case: Case, bounds: list[ProgramBounds | None]) -> list[PointRounding] | None:
+    """What the numeric source needs of the bounds: phi's rounding in float64 (it always runs
+    in float64) and the derivative's, at every point; None unless the forward is a program."""
+    if case.forward.program is None or not bounds:
+        return None
+    u = unit_roundoff("float64")
+    out = []
+    for b in bounds:
+        if b is None or b.phi is None:
+            return None
+        derivative = None if b.derivative is None else {k: u * v for k, v in b.derivative.items()}
+        out.append(PointRounding(u * b.phi, derivative))
+    return out
 
 
 def _sample_where(case: Case, k: int, point: Mapping[str, np.ndarray]) -> str:
@@ -267,11 +408,14 @@ def check_case(
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
     settings = _numeric_settings(case, options, progress)
     _check_forward(case, points[0])
+    _check_deterministic(case, points[0])
+    forward_failures = _check_reference(case, points[0])
+    bounds = _bounds(case, points)
     # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, settings)
+    numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, numerics[k], where)
+        inputs, sources = _check_point(case, point, options, numerics[k], where, bounds[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)
@@ -284,9 +428,11 @@ def check_case(
         odd = _verdict(inputs)[1] if verdict == "fail" else None
     else:
         verdict, odd = _verdict(inputs)
-    expect_failures = check_expectations(case)
+    expect_failures = forward_failures + check_expectations(case)
     if expect_failures:
         verdict = "fail"
+    if forward_failures:
+        odd = None  # autograd differentiated another function: no gradient is to blame
     result = CaseResult(
         case=case,
         device=options.device,

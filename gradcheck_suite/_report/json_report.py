@@ -168,6 +168,22 @@ def _input(i: InputResult) -> dict[str, Any]:
         "numeric_error": numeric_error,
         "pairs": pairs,
         "worst": worst,
+        "referee": _referee(i),
+        "overflow": dict(i.overflow),
+    }
+
+
+def _referee(i: InputResult) -> dict[str, Any] | None:
+    """What the high-precision referee decided on the disputed elements, where it was asked."""
+    ref = i.referee
+    if ref is None:
+        return None
+    return {
+        "digits": ref.digits,
+        "elements": [list(e) for e in ref.elements],
+        "wrong": {s: [list(e) for e in where] for s, where in ref.wrong.items()},
+        "truth": [number(float(v)) for v in ref.truth],
+        "sampled_out": ref.sampled,
     }
 
 

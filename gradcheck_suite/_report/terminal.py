@@ -125,6 +125,11 @@ def case_notes(r: CaseResult) -> list[str]:
             # worth a note once half the dtype's digits are gone (1.5e-8 in float64, 3.5e-4 in float32)
             if rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
                 notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
+        for src, count in i.overflow.items():
+            notes.append(
+                f"{src} overflows on {i.name} in {r.dtype} at {count} element(s) where its float64 rerun is finite:"
+                " those elements are judged without it"
+            )
     return notes
 
 

@@ -104,6 +104,15 @@ def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) -> dict[
     grads: dict[str, np.ndarray] = {}
     for name, x in point.items():
         g = np.asarray(values[f"d{name}"])
+        if g.dtype.kind != "f":
+            # astype(float64) would drop an imaginary part, or read a mask as numbers, silently
+            what = "complex" if g.dtype.kind == "c" else f"{g.dtype} (not floating-point)"
+            raise case.error(
+                f"backward `{backward.label}` returned d{name} as {what} values; a gradient of real inputs"
+                " is a real floating-point array",
+                line=_line(backward, name),
+                key="backward",
+            )
         if g.shape != x.shape:
             if backward.call is not None or backward.program is None:
                 raise case.error(
@@ -112,11 +121,17 @@ def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str) -> dict[
                     line=backward.call.line if backward.call else None,
                     key="backward",
                 )
-            line = max((s.line for s in backward.statements if s.target == f"d{name}"), default=None)
             raise case.error(
                 f"shape mismatch: `d{name}` has shape {g.shape} but input `{name}` has shape {x.shape}",
-                line=line,
+                line=_line(backward, name),
                 key="backward",
             )
         grads[name] = g.astype(np.float64)
     return grads
+
+
+def _line(backward: Any, name: str) -> int | None:
+    """Where ``d<name>`` comes from: the backward program's last assignment to it, or the call."""
+    if backward.program is None:
+        return backward.call.line if backward.call else None
+    return max((s.line for s in backward.statements if s.target == f"d{name}"), default=None)
