@@ -22,8 +22,6 @@ from ._report import (
     render_summary,
     render_table,
 )
-from ._report.calls import backward_call, forward_call
-from ._report.calls import summary as _summary
 from ._report.files import prepare_dir
 from ._report.outputs import write_reports
 from ._sources.manual import upstream_gradients
@@ -260,6 +258,8 @@ def _find(name: str, paths: list[Path]) -> Case:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ._report.calls import backward_call, forward_call  # only show describes calls
+
     case = _find(args.case, args.paths)
     options = run_options(vars(args))
     ensure_device(options.device)
@@ -300,7 +300,9 @@ def _show_value(v: object) -> str:
     if a.ndim == 0:
         return format_value(a, str(a.dtype) if a.dtype == np.float32 else "float64")
     if a.size > 20:  # more than numpy prints in full: shape and range say more than a few digits
-        return _summary(a)
+        from ._report.calls import summary
+
+        return summary(a)
     with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
         return f"shape {list(a.shape)} " + " ".join(str(a).split())
 

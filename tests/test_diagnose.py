@@ -418,3 +418,18 @@ def test_hint_zero_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert hint_kinds(path) == {
         "zeros": "dx: manual is zero everywhere and autograd is not: the gradient is never written, or never reaches it"
     }
+
+
+def test_a_passing_run_imports_none_of_it() -> None:
+    # the default path stays as fast as before: diagnostics and mutation load only when used
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gradcheck_suite._cli import main; "
+        f"rc = main(['run', {str(CASES / 'product.toml')!r}, '--no-reports']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('gradcheck_suite._diagnose', "
+        "'gradcheck_suite._mutate', 'gradcheck_suite._report.calls', 'gradcheck_suite._report.mutation'))), rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[] 0"
