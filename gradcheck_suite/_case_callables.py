@@ -154,10 +154,22 @@ class CallTarget:
     keywords: bool = False
     vmap: bool = False
     analytic: bool = False
+    # Autograd through it runs hand-written backwards (an nn.Module built on custom
+    # autograd.Functions): like an autograd.Function, its own backward is the manual source.
+    own_backward: bool = False
+    # False: autograd differentiates the case's reference instead (check(fn, reference=...)).
+    autograd: bool = True
+    # False: forward-mode AD cannot go through it (a module's custom Functions define no jvp).
+    forward_ad: bool = True
 
     @property
     def is_function(self) -> bool:
         return is_autograd_function(self.fn)
+
+    @property
+    def brings_backward(self) -> bool:
+        """Its own backward (an autograd.Function's, a module's custom layers') is the manual source."""
+        return self.is_function or self.own_backward
 
     def error(self, message: str) -> CaseError:
         return CaseError(
@@ -279,7 +291,7 @@ class Forward:
         if self.program is not None:
             return True
         assert self.call is not None
-        return self.call.array == "torch" and not self.call.is_function
+        return self.call.array == "torch" and not self.call.brings_backward and self.call.autograd
 
     @property
     def label(self) -> str:
@@ -302,7 +314,9 @@ class Forward:
             raise call.error(str(exc)) from None
         if call.keywords:
             result = call.invoke([], dict(zip(call.args, args, strict=True)))
-            _one_real_tensor(result, call, backend)
+            several = len(self.outputs) > 1 and isinstance(result, (tuple, list))
+            for part in result if several else (result,):
+                _one_real_tensor(part, call, backend)
         else:
             result = call.invoke(args)
         names = list(self.outputs)
@@ -349,6 +363,8 @@ class Backward:
         if self.call is not None:
             return self.call.target
         assert self.forward.call is not None
+        if self.forward.call.own_backward:
+            return f"{self.forward.call.target}'s custom backward"
         return f"{self.forward.call.target}.backward"
 
     def with_constants(self, constants: Mapping[str, Constant], forward: Forward) -> Backward:
@@ -398,7 +414,7 @@ class Backward:
         tdtype = torch.float32 if backend.dtype == np.float32 else torch.float64
         leaves = {n: torch.tensor(np.asarray(env[n]), dtype=tdtype, requires_grad=True) for n in self.inputs}
         args = [leaves[n] if n in leaves else _to_library(env[n], "torch") for n in call.args]
-        result = call.invoke(args)
+        result = call.invoke([], dict(zip(call.args, args, strict=True))) if call.keywords else call.invoke(args)
         outs = _split(result, list(self.outputs), call, "outputs")
         pairs = [
             (outs[o], torch.as_tensor(np.asarray(env[f"d{o}"]), dtype=tdtype))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._backends import NumpyBackend
 from ._case import Case, load_cases
-from ._engine import check_case, ensure_device, run, select
+from ._engine import RunOptions, check_case, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
 from ._report import (
@@ -178,7 +179,9 @@ def _run(args: argparse.Namespace) -> int:
             stored,
             max_growth=args.max_growth,
             file=str(args.baseline),
-            in_scope=baseline.scope(args.paths, args.pattern, options.device, options.dtype),
+            in_scope=baseline.scope(
+                args.paths, args.pattern, options.device, options.dtype, _kinds_made(options, data)
+            ),
         )
         data["baseline"] = comparison.to_dict()
         print("\n".join(comparison.lines()))
@@ -187,6 +190,12 @@ def _run(args: argparse.Namespace) -> int:
     if folder is not None:
         write_reports(folder, data)
     return status
+
+
+def _kinds_made(options: RunOptions, data: dict[str, Any]) -> set[str]:
+    """The check kinds a run made or asked for: a baseline's other kinds are out of its scope."""
+    asked = {"order1", *options.checks, *(["order2"] if options.order >= 2 else [])}
+    return asked | {str(c.get("kind", "order1")) for c in data["cases"]}
 
 
 def _baseline_save(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from ._sources.numeric import (
     numeric_gradients_at,
     resolve_mode,
 )
+from ._sources.numeric.runner import collect_notes
 
 if TYPE_CHECKING:
     from ._diagnose import Diagnostics
@@ -59,6 +60,8 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    order: int = 1  # 2: also second order (gradcheck_suite._kinds)
+    checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
 
 
 @dataclass
@@ -82,6 +85,10 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    # which check this is: "" for first-order gradients, else a check kind (gradcheck_suite._kinds)
+    kind: str = ""
+    notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
+    check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
 
     @property
@@ -412,7 +419,8 @@ def check_case(
     forward_failures = _check_reference(case, points[0])
     bounds = _bounds(case, points)
     # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
+    with collect_notes() as notes:
+        numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
         inputs, sources = _check_point(case, point, options, numerics[k], where, bounds[k])
@@ -445,6 +453,7 @@ def check_case(
         expect_failures=expect_failures,
         samples=SampleSummary(len(points), counts, worst) if n else None,
         mode=settings.mode,
+        notes=notes,
     )
     if diagnose and verdict == "fail":
         from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import
@@ -491,6 +500,15 @@ def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
     return out
 
 
+def _kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
+    """The further check kinds (second order, forward mode, ...) the options or the case ask for."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []  # and the kinds (torch.func, forward AD) are never imported
+    from ._kinds import check_kinds  # here: the kinds build on this module's check_case
+
+    return check_kinds(case, options, first)
+
+
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
     """Load every case under ``paths``, check those matching ``pattern``, report them all.
 
@@ -508,7 +526,9 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
             errors.append(item)
             continue
         try:
-            results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
+            first = check_case(item, options, bar.evaluations if bar.enabled else None)
+            results.append(first)
+            results.extend(_kinds_of(item, options, first))
         except CaseError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others

@@ -40,6 +40,21 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _order(text: str) -> int:
+    if str(text).strip() not in ("1", "2"):
+        raise argparse.ArgumentTypeError(f"order must be 1 or 2, not {text!r}")
+    return int(text)
+
+
+def _checks(text: str) -> tuple[str, ...]:
+    from ._kinds import parse_checks  # the kinds build on the engine, which this module imports
+
+    try:
+        return parse_checks([c.strip() for c in str(text).split(",") if c.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # RunOptions field and the option's long name (with '-' for '_')
@@ -88,6 +103,19 @@ OPTIONS: tuple[Option, ...] = (
         f"random directions per input that --mode projection checks (default {DEFAULT_DIRECTIONS})",
         DEFAULT_DIRECTIONS,
         _positive_int,
+    ),
+    Option(
+        "order",
+        "2: also check second order, Hessian-vector products three ways (what gradgradcheck checks)",
+        1,
+        _order,
+    ),
+    Option(
+        "checks",
+        "further checks, comma-separated: forward (jvp), fwd-over-rev, batched (the backward under vmap),"
+        " undefined (None output gradients), dtypes (of the gradients), noncontiguous; or all",
+        (),
+        _checks,
     ),
 )
 

@@ -1,21 +1,32 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 2 (version 1 lacked ``diagnostics``; a reader of 2 reads 1). Top level: ``schema``
-(always ``"gradcheck-suite/report"``), ``version``, ``created`` (UTC, ISO 8601),
-``environment``, ``options``, ``timings``, ``summary`` (counts per verdict), ``cases``,
-``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
+Version 3. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+(UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
+``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
 ``seconds``, ``gradient_scale``, ``expect_failures``, ``samples`` and ``inputs``; each input:
 its ``pairs`` (``max_abs``, ``max_rel``, ``ratio`` to the tolerance, the ``worst`` element)
 and ``worst``, the element of the pair furthest outside its tolerance with every source's
-value there. A failing case may carry ``diagnostics``: ``blame`` (the line of a backward
-program that makes its gradients wrong, with each ``d<name>``'s comparison as
-``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
-(docs/diagnostics.md). JSON has no infinity or NaN, so a non-finite number is written as the string
+value there. JSON has no infinity or NaN, so a non-finite number is written as the string
 ``"inf"``, ``"-inf"`` or ``"nan"``.
 
 A new field that old readers can ignore keeps the version; renaming or removing one, or
 changing a field's meaning, bumps it.
+
+Version 2 (issue 11) added check kinds: each case entry has ``kind`` (``"order1"`` for
+first-order gradients; ``"order2"``, ``"fwd-over-rev"``, ``"forward"``, ``"batched"``,
+``"undefined"``, ``"dtypes"``, ``"noncontiguous"``), ``check`` (what a kind compared,
+``"hessian 4x4"``; empty for first order), and ``notes`` (how the sources ran). One case may now
+have several entries, one per kind, so a case's name across reports and baselines is
+``case[device-dtype]`` for first order and ``case[device-dtype-kind]`` for the others; an
+input's ``name`` is an output's for forward mode, and its values have a leading axis (the
+directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
+reports read as version 2 with every entry of kind ``order1``.
+
+Version 3 (issue 14) added ``diagnostics``, on a failing case only: ``blame`` (the line of a
+backward program that makes its gradients wrong, with each ``d<name>``'s comparison as
+``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
+(docs/diagnostics.md). A version 2 report is a version 3 report without diagnostics.
 """
 
 from __future__ import annotations
@@ -38,10 +49,21 @@ from .._compare import InputResult, gradient_scale
 from .._engine import CaseResult, Report
 from .._errors import CaseError
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+__all__ = [
+    "FIRST_ORDER",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "case_key",
+    "to_dict",
+    "dumps",
+    "environment",
+    "load_schema",
+    "number",
+]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+FIRST_ORDER = "order1"
 
 Number = float | str
 
@@ -60,7 +82,9 @@ def to_float(x: Number) -> float:
 
 def case_key(entry: dict[str, Any]) -> str:
     """How a case is named across reports and baselines; also its JUnit test name."""
-    return f"{entry['case']}[{entry['device']}-{entry['dtype']}]"
+    kind = entry.get("kind") or FIRST_ORDER
+    suffix = "" if kind == FIRST_ORDER else f"-{kind}"
+    return f"{entry['case']}[{entry['device']}-{entry['dtype']}{suffix}]"
 
 
 def _git_commit() -> str | None:
@@ -205,6 +229,9 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "expect_failures": list(r.expect_failures),
         "samples": samples,
         "mode": r.mode,
+        "kind": r.kind or FIRST_ORDER,
+        "check": r.check_label,
+        "notes": list(r.notes),
         "inputs": [_input(i) for i in r.inputs],
         **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
     }
@@ -240,6 +267,8 @@ def to_dict(
             "mode": o.mode,
             "elements": o.elements,
             "directions": o.directions,
+            "order": o.order,
+            "checks": list(o.checks),
         },
         "timings": {
             "total_seconds": report.seconds,

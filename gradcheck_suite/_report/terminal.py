@@ -65,12 +65,12 @@ def render_table(report: Report) -> str:
         for n, i in enumerate(r.inputs):
             rows.append(
                 [
-                    r.case.name if n == 0 else "",
+                    (r.case.name + (f" [{r.kind}]" if r.kind else "")) if n == 0 else "",
                     i.name,
                     format_value(i.grads.get("manual"), dtypes.get("manual", "float64")),
                     format_value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
                     _numeric_text(r, i),
-                    check_text(r, i.name),
+                    r.check_label or check_text(r, i.name),
                     f"{i.max_rel:.2e}",
                     _verdict_text(r, i) + _at_point(r, i),
                 ]
@@ -108,7 +108,8 @@ def _numeric_text(r: CaseResult, i: InputResult) -> str:
 
 def case_notes(r: CaseResult) -> list[str]:
     """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
-    notes = [*r.case.notes, *(f"FAIL {e}" for e in r.expect_failures)]
+    kind = f"[{r.kind}] " if r.kind else ""
+    notes = [*r.case.notes, *(kind + n for n in r.notes), *(f"FAIL {e}" for e in r.expect_failures)]
     if r.diagnostics is not None:  # a failure: its blamed line, or its first hint
         notes.append(r.diagnostics.summary())
     if r.samples is not None:
@@ -118,7 +119,7 @@ def case_notes(r: CaseResult) -> list[str]:
             f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive"
             f" (table shows point {r.samples.worst}{own})"
         )
-    if "manual" not in r.sources:
+    if "manual" not in r.sources and not r.kind:  # a kind's own notes say why a source is missing
         notes.append("no backward program: checked two ways (autograd, numeric)")
     for i in r.inputs:
         for src, rel in i.precision.items():
@@ -147,7 +148,8 @@ def render_case_detail(r: CaseResult) -> str:
     for i in r.inputs:
         if i.verdict == "pass":
             continue
-        out.append(f"\n{r.case.name} / {i.name}: {i.verdict} - {i.reason}")
+        kind = f" [{r.kind}]" if r.kind else ""
+        out.append(f"\n{r.case.name}{kind} / {i.name}: {i.verdict} - {i.reason}")
         for p in i.pairs:
             unit = "direction" if i.projections and "numeric" in (p.a, p.b) else "element"
             status = f"{p.disagree} {unit}(s) disagree" if p.disagree else "agree"

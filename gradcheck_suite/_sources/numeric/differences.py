@@ -38,7 +38,7 @@ import numpy as np
 from .noise import ECNOISE_POINTS, SIGMAS, SPACINGS, ecnoise
 from .steps import EPS
 
-__all__ = ["Estimate", "analyse_ladder", "descend", "ladder_offsets", "RUNGS"]
+__all__ = ["Estimate", "analyse_ladder", "descend", "extrapolate", "ladder_offsets", "RUNGS"]
 
 # Steps per ladder: three make one window, four make the two that must agree before an
 # estimate is believed (and that the kink test needs to tell a kink near the largest step from
@@ -196,10 +196,11 @@ def _central(
     noise: np.ndarray,
     scale: np.ndarray,
 ) -> Estimate:
-    """``--numeric central``: the central difference at the first step, its error from the
-    second (twice the two-step estimate of the s^2 term: the s^4 term can make it short)."""
-    d = D[:, 0]
-    err = 2 * np.abs(D[:, 1] - D[:, 0]) / 3 + 2 * N[:, 0]
+    """``--numeric central``: the central difference at the second step (h/2), its error from
+    the first: D(h) - D(h/2) is 3/4 of the s^2 term at h, so its third is that term at h/2;
+    twice that (the s^4 term can make the two-step estimate short)."""
+    d = D[:, 1]
+    err = 2 * np.abs(D[:, 1] - D[:, 0]) / 3 + 2 * N[:, 1]
     rows = len(d)
     kink = np.zeros(rows, dtype=bool)
     if f0 is not None and D.shape[1] >= 3:
@@ -291,6 +292,29 @@ def _row_noise(evaluate: Evaluate, rows: np.ndarray, h0: np.ndarray, f0: np.ndar
         line = np.concatenate([fm[:, ::-1], f0[:, None], fp], axis=1)
         best = np.minimum(best, ecnoise(line))
     return SIGMAS / 2 * best
+
+
+def extrapolate(
+    fp: np.ndarray,
+    fm: np.ndarray,
+    plus: np.ndarray,
+    minus: np.ndarray,
+    method: str,
+    phi_scale: np.ndarray,
+    f0: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One ladder per row read as :func:`analyse_ladder` reads it, without descending: for the
+    check kinds that batch their own evaluations of vector functions. ``phi_scale`` (rows, 1)
+    bounds the size of each row's terms (the noise is a few ulps of it), ``f0`` (rows, 1) the
+    value at the point (None: no kinks to look for). Returns value, error and kink per row;
+    a row no window decides keeps the ladder's spread as its error."""
+    terms = np.asarray(phi_scale, dtype=np.float64).reshape(-1)
+    noise = 4 * EPS * terms
+    D0 = np.abs((fp[:, 0] - fm[:, 0]) / (plus[:, 0] + minus[:, 0]))
+    scale = np.full(len(terms), float(np.max(np.where(np.isfinite(D0), D0, 0.0), initial=0.0)))
+    center = None if f0 is None else np.asarray(f0, dtype=np.float64).reshape(-1)
+    est = analyse_ladder(fp, fm, plus, minus, center, noise, scale, method)
+    return est.value, est.error, est.kink
 
 
 def complex_error(

@@ -14,6 +14,8 @@ import numpy as np
 
 __all__ = [
     "BASE_STEP",
+    "base_step",
+    "step_multipliers",
     "COMPLEX_STEP",
     "EPS",
     "METHODS",
@@ -44,6 +46,15 @@ def resolve_method(method: str, analytic: bool) -> str:
     if method == "auto":
         return "complex-step" if analytic else "richardson"
     return method
+
+
+def base_step(method: str) -> float:
+    return BASE_STEP["central" if method == "central" else "richardson"]
+
+
+def step_multipliers(method: str, kinks: bool) -> tuple[float, ...]:
+    """The rungs of one ladder (see :mod:`.differences`): two windows of three steps."""
+    return (1.0, 0.5) if method == "central" and not kinks else (1.0, 0.5, 0.25, 0.125)
 
 
 def pow2(x: np.ndarray) -> np.ndarray:
