@@ -206,7 +206,9 @@ class _Lines:
 def _files(path: Path) -> list[Path]:
     """The case files a path names: the file itself, or a folder's ``*.toml`` files."""
     if path.is_dir():
-        found = sorted(q for q in path.rglob("*.toml") if q.is_file())
+        # a folder's own files first, then each subfolder's, by name: the order `ls -R` shows,
+        # so the table's folder headings each come once
+        found = sorted((q for q in path.rglob("*.toml") if q.is_file()), key=lambda q: (q.parent.parts, q.name))
         if not found:  # a mistyped folder in CI must not pass as "0 cases"
             raise CaseError("no case files (*.toml) in this folder", file=path)
         return found

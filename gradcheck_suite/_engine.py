@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import torch
 from ._case import Case, load_cases
 from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._errors import CaseError, UsageError
+from ._keyword import compile_keyword
 from ._progress import progress_bar
 from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._sources import Gradients
@@ -69,6 +69,11 @@ class SampleSummary:
     points: int
     counts: dict[str, int]
     worst: int  # index of the sample point the case result shows
+    # per point, in order (point 0 is the case's own): its verdict, the largest difference
+    # over tolerance of any pair, and the values of the scalar inputs (where in the domain)
+    verdicts: list[str] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    coordinates: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +94,7 @@ class CaseResult:
     kind: str = ""
     notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
+    test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
     diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
 
     @property
@@ -127,6 +133,20 @@ class Report:
         c["error"] = len(self.errors)
         return c
 
+    def point_counts(self) -> dict[str, int] | None:
+        """The sweeps' points by verdict, over every case that swept (None: no case did).
+
+        A sweep is one case with one verdict in ``counts``; its points are counted here, so
+        the terminal, report.json and report.html say the same two things the same way."""
+        swept = [r.samples for r in self.results if r.samples is not None]
+        if not swept:
+            return None
+        c = {v: 0 for v in VERDICTS}
+        for s in swept:
+            for v in VERDICTS:
+                c[v] += s.counts.get(v, 0)
+        return {"points": sum(s.points for s in swept), **c}
+
 
 def ensure_device(device: str) -> None:
     if device == "cpu":
@@ -138,18 +158,18 @@ def ensure_device(device: str) -> None:
 
 
 def name_matches(name: str, pattern: str | None) -> bool:
-    """The -k rule: a case-insensitive substring, or a glob when the pattern has * ? or [."""
+    """The -k rule: pytest's ``and``/``or``/``not`` expressions over words, each word a
+    case-insensitive substring or, with * ? or [, a glob (:mod:`._keyword`)."""
     if not pattern:
         return True
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatch(name, pattern)
-    return pattern.lower() in name.lower()
+    return compile_keyword(pattern)(name)
 
 
 def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case | CaseError]:
-    """Keep the cases whose name matches ``pattern`` (a substring, or a glob with * ? [)."""
+    """Keep the cases whose name matches the -k expression ``pattern``."""
     if not pattern:
         return list(cases)
+    compile_keyword(pattern)  # a malformed expression is a usage error even with no case to match
     kept: list[Case | CaseError] = []
     for c in cases:
         if isinstance(c, CaseError):
@@ -421,11 +441,17 @@ def check_case(
     # every point's perturbations go through the forward program together, chunked by memory
     with collect_notes() as notes:
         numerics = numeric_gradients_at(case, points, settings, _numeric_rounding(case, bounds))
+    per_point = SampleSummary(len(points), counts, 0)
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
         inputs, sources = _check_point(case, point, options, numerics[k], where, bounds[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
+        per_point.verdicts.append(verdict)
+        per_point.ratios.append(max((p.ratio for i in inputs for p in i.pairs), default=0.0))
+        per_point.coordinates.append(
+            {n: float(np.asarray(v).reshape(-1)[0]) for n, v in point.items() if np.size(v) == 1}
+        )
         bad = _badness(inputs)
         if best is None or bad > best[0]:
             best = (bad, k, inputs, sources)
@@ -451,7 +477,7 @@ def check_case(
         point=points[worst],
         sources=sources,
         expect_failures=expect_failures,
-        samples=SampleSummary(len(points), counts, worst) if n else None,
+        samples=replace(per_point, worst=worst) if n else None,
         mode=settings.mode,
         notes=notes,
     )

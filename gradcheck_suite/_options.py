@@ -6,17 +6,14 @@ import argparse
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._engine import RunOptions
-from ._sources.numeric import (
-    AUTO_FULL_ELEMENTS,
-    DEFAULT_DIRECTIONS,
-    DEFAULT_ELEMENTS,
-    DEFAULT_MAX_MEMORY,
-    METHODS,
-    MODES,
-)
+# The defaults come from _defaults, not the engine, so that `gradcheck --help` builds its
+# parser without importing torch; RunOptions is imported where options become one.
+from ._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
+
+if TYPE_CHECKING:
+    from ._engine import RunOptions
 
 __all__ = ["OPTIONS", "Option", "add_argparse_options", "add_pytest_options", "run_options", "parse_size"]
 
@@ -156,4 +153,6 @@ def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection
 
 
 def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
+    from ._engine import RunOptions
+
     return RunOptions(**{o.name: values.get(prefix + o.name, o.default) for o in OPTIONS})

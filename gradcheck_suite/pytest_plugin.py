@@ -57,6 +57,7 @@ __all__ = [
     "pytest_collect_file",
     "pytest_collection_modifyitems",
     "pytest_sessionfinish",
+    "pytest_runtest_makereport",
     "pytest_terminal_summary",
 ]
 
@@ -75,6 +76,10 @@ class _State:
     errors: list[CaseError] = field(default_factory=list)
     unsent: int = 0  # results an xdist worker could not send to the controller
     report: Report | None = None
+    # node id -> what went wrong, for tests pytest reports as errors (a fixture's setup or
+    # teardown raised): their checks count as errors, not passes
+    errored: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, int] = field(default_factory=dict)  # node id -> checks the fixture made in it
 
 
 _STATE = pytest.StashKey[_State]()
@@ -232,7 +237,10 @@ class CaseItem(pytest.Item):
                 exc.file = Path(self.nodeid.split("::")[0])
             state.errors.append(exc)
             raise
-        state.results.append(result)
+        # named as pytest names the test, with the file relative to the rootdir as in node ids
+        state.results.append(
+            replace(result, test_id=self.nodeid, case=replace(result.case, file=Path(self.nodeid.split("::")[0])))
+        )
         if result.verdict == "fail":
             raise GradientCheckFailed(result)
         if result.verdict == "inconclusive":
@@ -278,12 +286,17 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         missing = _cuda_missing(str(options["device"]))
         if missing:
             _skip(missing)
-        if isinstance(fn, torch.nn.Module):
-            result = check_module(fn, inputs, **options)
-        else:
-            result = check(fn, inputs, **options)
-        state.results.append(result.first())
-        state.results.extend(result.kinds)
+        test_id = _check_id(state, request.node.nodeid)
+        try:
+            if isinstance(fn, torch.nn.Module):
+                result = check_module(fn, inputs, **options)
+            else:
+                result = check(fn, inputs, **options)
+        except CaseError as exc:
+            state.errors.append(_test_error(exc, test_id))
+            raise
+        state.results.append(_as_test(result.first(), test_id))
+        state.results.extend(_as_test(k, test_id) for k in result.kinds)
         if result.verdict == "fail":
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict == "inconclusive":
@@ -291,6 +304,55 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         return result
 
     return run
+
+
+def _check_id(state: _State, nodeid: str) -> str:
+    """The test's node id names its check; a test making several adds #2, #3 to the later ones."""
+    n = state.checks.get(nodeid, 0) + 1
+    state.checks[nodeid] = n
+    return nodeid if n == 1 else f"{nodeid} #{n}"
+
+
+def _as_test(result: CaseResult, test_id: str) -> CaseResult:
+    """A fixture check as the session's reports name it: by its test, not by the function it
+    checked (three tests of one function are three entries), in the test's file."""
+    file = Path(test_id.split("::")[0])
+    return replace(result, test_id=test_id, case=replace(result.case, name=test_id, file=file))
+
+
+def _test_error(exc: CaseError, test_id: str, message: str | None = None) -> CaseError:
+    error = CaseError(message or str(exc), file=Path(test_id.split("::")[0]), case=test_id)
+    error.nodeid = test_id  # type: ignore[attr-defined]  # read by report.json's writer
+    return error
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember the tests pytest reports as errors (a fixture failed around the test), in the
+    process that ran them: their checks are counted as errors at the session's end."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "teardown"):
+        state = item.config.stash.get(_STATE, None)
+        if state is not None:
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            lines = str(report.longreprtext or "").strip().splitlines()
+            what = getattr(crash, "message", None) or (lines[-1] if lines else "")
+            state.errored.setdefault(item.nodeid, f"the test errored in {report.when}: {what}")
+
+
+def _fold_errors(state: _State) -> None:
+    """A check whose test errored counts as an error, as pytest counts the test."""
+    if not state.errored:
+        return
+    kept = []
+    for r in state.results:
+        nodeid = (r.test_id or "").split(" #")[0]
+        if nodeid in state.errored:
+            state.errors.append(_test_error(CaseError(""), r.test_id or nodeid, state.errored[nodeid]))
+        else:
+            kept.append(r)
+    state.results = kept
 
 
 def session_report(config: pytest.Config) -> Report | None:
@@ -330,6 +392,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(_STATE, None)
     if state is None:
         return
+    _fold_errors(state)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         # An xdist worker: send what it checked to the controller, which builds the Report.
@@ -356,7 +419,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
     if state.report_dir is not None:
         state.report_dir.mkdir(parents=True, exist_ok=True)
-        write_reports(state.report_dir, json_report.to_dict(state.report))
+        write_reports(state.report_dir, json_report.to_dict(state.report), report=state.report)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -12,6 +12,14 @@ CASES = ROOT / "cases"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole lines and no colour, whatever the session's environment (xdist's workers set
+    COLUMNS=80): the tests of fitting and colour set these themselves."""
+    for name in ("COLUMNS", "NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """Run the `gradcheck` CLI in-process; returns (exit status, stdout, stderr)."""

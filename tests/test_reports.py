@@ -93,7 +93,7 @@ def test_junit_has_the_attributes_ci_reads(mixed_run: Path, mixed_cases: Path) -
         "kink[cpu-float64]",
         "broken[cpu-float64]",
     }
-    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul"
+    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul.toml"  # as pytest names it
     assert list(cases["product[cpu-float64]"]) == []  # a pass has no child element
 
     skipped = cases["kink[cpu-float64]"].find("skipped")
@@ -216,7 +216,12 @@ def test_default_report_dir_is_reports(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     assert main(["run", str(REPO / "cases" / "product.toml")]) == 0
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["junit.xml", "report.json", "summary.md"]
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "junit.xml",
+        "report.html",
+        "report.json",
+        "summary.md",
+    ]
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])

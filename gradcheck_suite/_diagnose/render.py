@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
+from .._report.layout import wrap
 
 if TYPE_CHECKING:
     from .._engine import CaseResult
@@ -14,12 +14,15 @@ if TYPE_CHECKING:
 __all__ = ["detail"]
 
 
-def detail(r: CaseResult) -> str:
-    """The intermediates table (program backwards) and the hints of a failing case."""
+def detail(r: CaseResult, width: int | None = None) -> str:
+    """The intermediates table (program backwards) and the hints of a failing case, fitted to
+    ``width`` as the terminal's other tables are."""
+    from .._report.terminal import fitted_table  # the terminal imports this module lazily too
+
     d = r.diagnostics
     if d is None:
         return ""
-    out = []
+    out: list[str] = []
     if d.intermediates:
         blamed = d.blame.variable if d.blame is not None else None
         rows = [
@@ -33,18 +36,13 @@ def detail(r: CaseResult) -> str:
             ]
             for i in d.intermediates
         ]
-        out.append(f"\n{r.case.name}: each d<name> against autograd's gradient of <name> (float64, in backward order)")
-        out.append(
-            tabulate(
-                rows,
-                headers=["line", "gradient", "of", "status", "max rel diff", ""],
-                tablefmt="simple",
-                disable_numparse=True,
-            )
-        )
+        title = f"{r.case.name}: each d<name> against autograd's gradient of <name> (float64, in backward order)"
+        out += ["", *wrap(title, width, "    ", first="")]
+        out += fitted_table(["line", "gradient", "of", "status", "max rel diff", ""], rows, width)
     if d.blame is not None:
-        out.append(f"blame: {d.blame.message}")
+        out += wrap(f"blame: {d.blame.message}", width, "    ", first="")
     elif d.blame_note:
-        out.append(f"blame: {d.blame_note}")
-    out += [f"hint ({h.pair}, {h.kind}): {h.message}" for h in d.hints]
+        out += wrap(f"blame: {d.blame_note}", width, "    ", first="")
+    for h in d.hints:
+        out += wrap(f"hint ({h.pair}, {h.kind}): {h.message}", width, "    ", first="")
     return "\n".join(out)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._compare import ROUNDING
+from .._defaults import DEFAULT_MAX_GROWTH
 from .._engine import name_matches
 from .._errors import UsageError
 from .files import atomic_write
@@ -38,15 +39,10 @@ __all__ = [
     "save",
     "compare",
     "scope",
+    "matches_nothing",
     "case_key",
     "growth_floor",
 ]
-
-# Differences are deterministic on one machine (growth exactly 1); across machines the
-# rounding of a few operations may move them by small factors above the floor. An order of
-# magnitude is far above that noise and far below what a real drift gives (a gradient off by
-# 1% moves a rounding-level difference by about 1e11).
-DEFAULT_MAX_GROWTH = 10.0
 
 
 class BaselineError(UsageError):
@@ -157,24 +153,63 @@ def load(path: Path) -> dict[str, Any]:
     return result
 
 
-def save(data: dict[str, Any], path: Path) -> None:
-    """Store a report as a baseline (the same schema: any report.json is a baseline)."""
+# What changes from one run to the next although no gradient did (the time, the commit, the
+# machine): when a new save differs from the stored baseline only there, the stored file is
+# kept byte for byte.
+_VOLATILE = ("created", "timings", "environment")
+_VOLATILE_CASE = ("seconds",)
+
+
+def _stable(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without what changes on every run, its cases in a fixed order."""
+    out = {k: v for k, v in data.items() if k not in _VOLATILE}
+    cases = out.get("cases")
+    if isinstance(cases, list) and all(isinstance(c, dict) for c in cases):
+        # in any order: the order of the files is not a gradient (and baselines match by name)
+        stable = [{k: v for k, v in c.items() if k not in _VOLATILE_CASE} for c in cases]
+        out["cases"] = sorted(stable, key=lambda c: json.dumps(c, sort_keys=True))
+    return out
+
+
+def save(data: dict[str, Any], path: Path) -> bool:
+    """Store a report as a baseline (the same schema: any report.json is a baseline).
+
+    Returns False, leaving the file untouched, when the stored baseline differs from ``data``
+    in its times, commit and machine: re-saving unchanged gradients must not change a committed file.
+    """
     stored = dict(data)
     stored["baseline"] = None  # a baseline's own comparison would only confuse the next one
+    text = dumps(stored)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        old = None
+    # compared through JSON text, as a later load would see both
+    if isinstance(old, dict) and _stable(old) == _stable(json.loads(text)):
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, dumps(stored))
+    atomic_write(path, text)
+    return True
 
 
 def scope(
-    paths: Iterable[Path], pattern: str | None, device: str, dtype: str, kinds: Iterable[str] | None = None
+    paths: Iterable[Path],
+    pattern: str | None,
+    device: str,
+    dtype: str,
+    names: Iterable[str] = (),
+    kinds: Iterable[str] | None = None,
 ) -> Callable[[dict[str, Any]], bool]:
-    """Which baseline cases a run covers: same device and dtype, under its paths, matching -k,
-    and (``kinds``) of a check kind the run made.
+    """Which baseline cases a run covers: same device and dtype, matching -k, of a check kind
+    the run made (``kinds``), and either a case of the same name ran (the cases may have moved:
+    a baseline matches by name) or its file is under the run's paths (so a deleted case file is
+    reported as missing).
 
     A run of one file or one -k pattern must not report every other case as missing.
     """
     roots = [Path(p).resolve() for p in paths]
     made = None if kinds is None else set(kinds)
+    ran = set(names)
 
     def covered(entry: dict[str, Any]) -> bool:
         if entry.get("device") != device or entry.get("dtype") != dtype:
@@ -183,13 +218,30 @@ def scope(
             return False
         if not name_matches(str(entry.get("case", "")), pattern):
             return False
+        if entry.get("case") in ran:
+            return True
         file = entry.get("file")
         if not isinstance(file, str):
-            return True
+            return False
         f = Path(file).resolve()
         return any(f == r or r in f.parents for r in roots)
 
     return covered
+
+
+def matches_nothing(baseline: dict[str, Any], file: str, current: dict[str, Any]) -> str:
+    """The error for a baseline none of whose cases this run has: comparing nothing would pass
+    whatever the gradients are (cases renamed, another --device or --dtype, the wrong file)."""
+    stored = sorted({case_key(c) for c in baseline["cases"]})
+    ran = sorted({case_key(c) for c in current["cases"]})
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "") if keys else "none"
+
+    return (
+        f"baseline {file} matches none of this run's cases: it holds {some(stored)}; this run checked"
+        f" {some(ran)} (cases are matched by name, device and dtype)"
+    )
 
 
 def growth_floor(dtype: str, scale: float, numeric_error: float | None) -> float:

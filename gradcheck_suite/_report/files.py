@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .._errors import UsageError
 
-__all__ = ["ReportDirError", "prepare_dir", "atomic_write", "write_all"]
+__all__ = ["ReportDirError", "prepare_dir", "ensure_dir", "atomic_write", "write_all"]
 
 
 class ReportDirError(UsageError):
@@ -31,16 +31,31 @@ def _reason(exc: OSError) -> str:
 
 
 def prepare_dir(folder: Path) -> Path:
-    """Create ``folder`` if needed and prove it writable, before any case runs.
+    """Prove that ``folder`` can be written, before any case runs, without creating it.
 
     Checking first means a typo or a read-only checkout costs one line, not a full run whose
-    results then cannot be kept.
+    results then cannot be kept. A folder that does not exist yet is proved through its nearest
+    existing parent and created only when there is a report to write (``ensure_dir``), so a
+    run with nothing to report leaves no empty ``reports/`` behind.
     """
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".gradcheck-probe-")
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".gradcheck-probe-")
         os.close(fd)
         os.unlink(probe)
+    except OSError as exc:
+        raise ReportDirError(f"cannot write reports to {folder}: {_reason(exc)}") from None
+    return folder
+
+
+def ensure_dir(folder: Path) -> Path:
+    """Create ``folder`` (and its parents) for the reports about to be written into it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportDirError(f"cannot write reports to {folder}: {_reason(exc)}") from None
     return folder

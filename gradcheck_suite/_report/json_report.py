@@ -54,6 +54,7 @@ __all__ = [
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "case_key",
+    "display_path",
     "to_dict",
     "dumps",
     "environment",
@@ -214,10 +215,17 @@ def _referee(i: InputResult) -> dict[str, Any] | None:
 def _case(r: CaseResult) -> dict[str, Any]:
     samples = None
     if r.samples is not None:
-        samples = {"points": r.samples.points, "counts": dict(r.samples.counts), "worst": r.samples.worst}
-    return {
+        samples = {
+            "points": r.samples.points,
+            "counts": dict(r.samples.counts),
+            "worst": r.samples.worst,
+            # each point's verdict and largest difference over tolerance (point 0: the case's own)
+            "verdicts": list(r.samples.verdicts),
+            "ratios": [number(x) for x in r.samples.ratios],
+        }
+    entry = {
         "case": r.case.name,
-        "file": r.case.file.as_posix(),
+        "file": display_path(r.case.file),
         "device": r.device,
         "dtype": r.dtype,
         "verdict": r.verdict,
@@ -235,17 +243,44 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "inputs": [_input(i) for i in r.inputs],
         **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
     }
+    if r.test_id is not None:
+        entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
+    return entry
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    summary: dict[str, Any] = dict(report.counts())
+    points = report.point_counts()
+    if points is not None:
+        summary["points"] = points  # the sweeps' points, counted as the terminal counts them
+    return summary
 
 
 def _error(e: CaseError) -> dict[str, Any]:
-    return {
-        "file": e.file.as_posix() if e.file is not None else None,
+    entry = {
+        "file": display_path(e.file) if e.file is not None else None,
         "line": e.line,
         "case": e.case,
         "key": e.key,
         "message": e.message,
         "text": str(e),
     }
+    nodeid = getattr(e, "nodeid", None)
+    if isinstance(nodeid, str):
+        entry["nodeid"] = nodeid
+    return entry
+
+
+def display_path(path: Path) -> str:
+    """A case file as reports name it: relative to the current directory when under it, so
+    that junit.xml's classnames and baselines do not depend on where the checkout lies."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
 
 
 def to_dict(
@@ -274,7 +309,7 @@ def to_dict(
             "total_seconds": report.seconds,
             "cases_seconds": sum(r.seconds for r in report.results),
         },
-        "summary": report.counts(),
+        "summary": _summary(report),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
         "baseline": baseline,

@@ -1,11 +1,11 @@
 """`gradcheck mutate` as text: a score per case, every surviving mutant with its line and what
-makes the case weak; with ``-v`` every mutant."""
+makes the case weak; with ``-v`` every mutant. Fitted to the terminal's width like `run`'s."""
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from .._mutate import CaseMutation, MutantResult, MutationRun
+from .layout import wrap
+from .terminal import fitted_table
 
 __all__ = ["render_mutation"]
 
@@ -26,7 +26,9 @@ def _where(c: CaseMutation) -> str:
     return files.pop() if len(files) == 1 else c.file
 
 
-def render_mutation(run: MutationRun, *, verbose: bool = False, minimum: float | None = None) -> str:
+def render_mutation(
+    run: MutationRun, *, verbose: bool = False, minimum: float | None = None, width: int | None = None
+) -> str:
     rows = [
         [
             c.case,
@@ -40,16 +42,19 @@ def render_mutation(run: MutationRun, *, verbose: bool = False, minimum: float |
         for c in run.cases
     ]
     headers = ["case", "mutants", "killed", "survived", "equivalent", "stillborn", "score"]
-    out = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)] if rows else []
+    out = fitted_table(headers, rows, width) if rows else []
     for c in run.cases:
         survivors = [r for r in c.results if r.status == "survived"]
         shown = c.results if verbose else survivors
         if not shown:
             continue
-        out.append(f"\n{c.case} ({_where(c)}):")
+        out += ["", f"{c.case} ({_where(c)}):"]
         for r in shown:
-            out.append(f"  {r.status:10} line {r.line}: {_change(r)} [{r.operator}] {r.how}")
-            out += [f"             weak: {w}" for w in r.weaknesses]
+            out += wrap(
+                f"{r.status:10} line {r.line}: {_change(r)} [{r.operator}] {r.how}", width, "      ", first="  "
+            )
+            for w in r.weaknesses:
+                out += wrap(f"weak: {w}", width, "                   ", first="             ")
     scored = [c.score for c in run.cases if c.score is not None]
     mean = f"; mean score {100 * sum(scored) / len(scored):.0f}%" if scored else ""
     gate = ""
@@ -60,5 +65,7 @@ def render_mutation(run: MutationRun, *, verbose: bool = False, minimum: float |
         )
     errors = f", {len(run.errors)} error(s)" if run.errors else ""
     where = f"{run.options.device}, {run.options.dtype}"
-    out.append(f"{len(run.cases)} case(s){errors}{mean}{gate} in {run.seconds:.2f} s ({where})")
+    out += wrap(
+        f"{len(run.cases)} case(s){errors}{mean}{gate} in {run.seconds:.2f} s ({where})", width, "    ", first=""
+    )
     return "\n".join(out)
