@@ -338,6 +338,8 @@ def test_report_json_and_junit_carry_the_diagnostics(tmp_path: Path, cli) -> Non
     (failure,) = junit.iter("failure")
     assert f"blame: line {d['blame']['line']} `dx += 1 * dnum`" in (failure.text or "")
     assert "hint (manual-autograd, missing_term)" in (failure.text or "")
+    # report.html (issue 15) draws the same blame from report.json
+    assert "dx misses the term through forward line" in (out / "report.html").read_text()
 
 
 def test_the_failure_a_test_shows_names_the_line(tmp_path: Path) -> None:
