@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from ._sources.numeric import (
 )
 from ._sources.numeric.runner import collect_notes
 from ._trust import Trust
+
+if TYPE_CHECKING:
+    from ._diagnose import Diagnostics
 
 __all__ = [
     "RunOptions",
@@ -103,6 +107,7 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
+    diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
 
     @property
     def reason(self) -> str:
@@ -450,17 +455,21 @@ def _offset(progress: Progress, base: int, total: int) -> Progress:
     return lambda done, _planned: progress(base + done, total)
 
 
-def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+def check_case(
+    case: Case, options: RunOptions, progress: Progress | None = None, *, diagnose: bool = True
+) -> CaseResult:
     """Check one case within the limits: its callables imported (if allowed) and its shapes
-    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError."""
+    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError.
+    A failing case also gets its diagnostics unless ``diagnose`` is False (mutation testing,
+    which only needs the verdict)."""
     try:
         with deadline(options.limits.timeout, case):
-            return _check_case(prepare(case, options.limits), options, progress)
+            return _check_case(prepare(case, options.limits), options, progress, diagnose)
     except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
         raise as_case_error(case, exc) from None
 
 
-def _check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+def _check_case(case: Case, options: RunOptions, progress: Progress | None, diagnose: bool) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
@@ -513,7 +522,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
         verdict = "fail"
     if forward_failures:
         odd = None  # autograd differentiated another function: no gradient is to blame
-    return CaseResult(
+    result = CaseResult(
         case=case,
         device=options.device,
         dtype=options.dtype,
@@ -528,6 +537,12 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
         mode=settings.mode,
         notes=notes,
     )
+    if diagnose and verdict == "fail":
+        from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import
+
+        result.diagnostics = diagnose_result(result)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def check_expectations(case: Case) -> list[str]:

@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 2. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 3. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -22,6 +22,11 @@ have several entries, one per kind, so a case's name across reports and baseline
 input's ``name`` is an output's for forward mode, and its values have a leading axis (the
 directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
 reports read as version 2 with every entry of kind ``order1``.
+
+Version 3 (issue 14) added ``diagnostics``, on a failing case only: ``blame`` (the line of a
+backward program that makes its gradients wrong, with each ``d<name>``'s comparison as
+``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
+(docs/diagnostics.md). A version 2 report is a version 3 report without diagnostics.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ __all__ = [
 ]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FIRST_ORDER = "order1"
 
 Number = float | str
@@ -236,6 +241,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "check": r.check_label,
         "notes": list(r.notes),
         "inputs": [_input(i) for i in r.inputs],
+        **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
     }
     if r.test_id is not None:
         entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
