@@ -34,6 +34,7 @@ from ._sources.numeric import (
     resolve_mode,
 )
 from ._sources.numeric.runner import collect_notes
+from ._threads import small_case_threads
 from ._trust import Trust
 
 if TYPE_CHECKING:
@@ -463,7 +464,7 @@ def check_case(
     A failing case also gets its diagnostics unless ``diagnose`` is False (mutation testing,
     which only needs the verdict)."""
     try:
-        with deadline(options.limits.timeout, case):
+        with deadline(options.limits.timeout, case), small_case_threads(case.inputs):
             return _check_case(prepare(case, options.limits), options, progress, diagnose)
     except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
         raise as_case_error(case, exc) from None
