@@ -65,6 +65,7 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    jobs: int | None = None  # processes for a callable's evaluations (None: every core)
     order: int = 1  # 2: also second order (gradcheck_suite._kinds)
     checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
     # the trust model and the resource limits (docs/trust.md, docs/limits.md)
@@ -210,6 +211,8 @@ def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None
         directions=options.directions,
         seed=seed,
         progress=progress,
+        dtype=options.dtype,
+        jobs=options.jobs,
     )
 
 

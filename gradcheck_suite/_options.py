@@ -125,6 +125,14 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option(
+        "jobs",
+        "worker processes that evaluate a Python callable's perturbations (default: every core this process"
+        " may use; 1: none)",
+        None,
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
         "order",
         "2: also check second order, Hessian-vector products three ways (what gradgradcheck checks)",
         1,
