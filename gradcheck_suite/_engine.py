@@ -33,6 +33,7 @@ from ._sources.numeric import (
     planned_evaluations,
     resolve_mode,
 )
+from ._sources.numeric.budget import BudgetChoice, fit_budget
 from ._sources.numeric.runner import collect_notes
 from ._threads import small_case_threads
 from ._trust import Trust
@@ -66,6 +67,7 @@ class RunOptions:
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
     jobs: int | None = None  # processes for a callable's evaluations (None: every core)
+    time_budget: float = 0.0  # seconds per case to fit the numeric check into (0: none)
     order: int = 1  # 2: also second order (gradcheck_suite._kinds)
     checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
     # the trust model and the resource limits (docs/trust.md, docs/limits.md)
@@ -110,6 +112,7 @@ class CaseResult:
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
     diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
+    budget: BudgetChoice | None = None  # what --time-budget chose
 
     @property
     def reason(self) -> str:
@@ -481,6 +484,13 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
     settings = _numeric_settings(case, options, progress)
+    budget = None
+    if options.time_budget:
+        at = _at_dtype(case.inputs, options.dtype)
+        spent = time.perf_counter() - start
+        settings, budget = fit_budget(
+            case, settings, 1 + (n or 0), at, options.time_budget, spent, options.mode == "auto"
+        )
     total = planned_evaluations(case, 1 + (n or 0), settings)
     check_plan(case, n or 0, total, options.limits)
     first = _at_dtype(case.inputs, options.dtype)
@@ -539,7 +549,8 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         samples=replace(per_point, points=k, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
-        notes=notes,
+        notes=notes if budget is None else [budget.note(), *notes],
+        budget=budget,
     )
     if diagnose and verdict == "fail":
         from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import

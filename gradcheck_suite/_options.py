@@ -133,6 +133,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "time_budget",
+        "seconds one case's check should take: one evaluation is timed, then full, sample or projection"
+        " checking (and how many elements or directions) is chosen to fit (docs/speed.md); 0: no budget",
+        0.0,
+        _seconds,
+        metavar="SECONDS",
+    ),
+    Option(
         "order",
         "2: also check second order, Hessian-vector products three ways (what gradgradcheck checks)",
         1,

@@ -242,6 +242,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "notes": list(r.notes),
         "inputs": [_input(i) for i in r.inputs],
         **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
+        **({"budget": r.budget.to_dict()} if r.budget is not None else {}),
     }
     if r.test_id is not None:
         entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
