@@ -359,7 +359,9 @@ def judge_input(
         present = [s for s in SOURCES if s in by or s == "numeric"]
         kinked = [int(k) for k in np.flatnonzero(projection.kinks)]
     dependent = [s for s in present if s in by and by[s].depends_on]
-    verdict = _Verdict(name, shape, grads, err, pairs, present, kinks, masks, precision, kinked, dependent, by)
+    verdict = _Verdict(
+        name, shape, grads, err, pairs, present, kinks, masks, precision, kinked, dependent, by, overflowed
+    )
     result = verdict.conclude(referee, tolerance)
     result.overflow = {s: int(m.sum()) for s, m in overflowed.items()}
     if projection is not None:
@@ -393,6 +395,7 @@ class _Verdict:
     kinked_directions: list[int]
     dependent: list[str]
     by: dict[str, Gradients]
+    overflowed: dict[str, np.ndarray] = field(default_factory=dict)  # judged without these elements
 
     def result(self, verdict: str, odd: str | None, reason: str, referee: Referee | None = None) -> InputResult:
         return InputResult(
@@ -537,6 +540,8 @@ class _Verdict:
                 off = ~(np.abs(b - truth) <= FORMULA_SAFETY * (rounding + error + fe))
             else:
                 off = ~(np.abs(g - truth) <= tolerance[s].reshape(-1)[checked] + SAFETY * error)
+            if s in self.overflowed:  # the dtype's range, not the formula: no verdict on these
+                off &= ~self.overflowed[s].reshape(-1)[checked]
             if off.any():
                 wrong[s] = [tuple(int(i) for i in np.unravel_index(int(k), self.shape)) for k in checked[off]]
         elements = [tuple(int(i) for i in np.unravel_index(int(k), self.shape)) for k in checked]
