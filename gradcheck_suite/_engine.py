@@ -240,6 +240,10 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
 # The referee recomputes at most this many disputed elements per input and point (a sample
 # of a large input's): each costs eight evaluations of the forward at 50 and 70 digits.
 REFEREE_ELEMENTS = 32
+# A sweep asks the referee about merely suspicious elements (within tolerance, but further from
+# the other sources than rounding explains) at most this many times beyond the case's own
+# point: a wrong formula shows at many points, and a 1,000-point sweep must not pay for every one.
+SUSPICION_BUDGET = 16
 
 
 def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
@@ -316,6 +320,7 @@ def _check_point(
     numeric: Gradients,
     where: str,
     bounds: ProgramBounds | None = None,
+    budget: list[int] | None = None,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
@@ -332,17 +337,24 @@ def _check_point(
         results.append(autograd)
     results.append(numeric)
     scale = gradient_scale(results)
-    inputs = [judge_input(name, results, options.dtype, scale, _referee(case, point, name)) for name in point]
+    inputs = [judge_input(name, results, options.dtype, scale, _referee(case, point, name, budget)) for name in point]
     return inputs, {r.source: r for r in results}
 
 
-def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
-    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+def _referee(
+    case: Case, point: Mapping[str, np.ndarray], name: str, budget: list[int] | None = None
+) -> RefereeFn | None:
+    """The 50-digit referee for disputed or suspicious elements of ``name``; ``budget`` (shared
+    by a sweep's points) counts down the questions about suspicious ones (None: no limit)."""
     # the referee's own rule (referee_available), without importing mpmath for every case
     if case.forward.program is None:
         return None
 
-    def decide(flat: np.ndarray) -> RefereeAnswer | None:
+    def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
+        if what == "suspicious" and budget is not None:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
         # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
         from ._sources.numeric.referee import referee_backward, referee_gradient
 
@@ -484,11 +496,11 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
     settings = _numeric_settings(case, options, progress)
-    budget = None
+    fitted = None  # what --time-budget chose
     if options.time_budget:
         at = _at_dtype(case.inputs, options.dtype)
         spent = time.perf_counter() - start
-        settings, budget = fit_budget(
+        settings, fitted = fit_budget(
             case, settings, 1 + (n or 0), at, options.time_budget, spent, options.mode == "auto"
         )
     total = planned_evaluations(case, 1 + (n or 0), settings)
@@ -499,6 +511,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
     forward_failures = _check_reference(case, first)
     per_point = SampleSummary(0, counts, 0)
     notes: list[str] = []
+    budget = [SUSPICION_BUDGET]
     # The case's own point comes first, so a sweep that passes shows the point the file names;
     # each batch's perturbations go through the forward together, chunked by memory.
     k, done = 0, 0
@@ -512,7 +525,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         done += planned_evaluations(case, len(batch), settings)
         for point, numeric, bound in zip(batch, numerics, bounds, strict=True):
             where = "at the input point" if k == 0 else _sample_where(case, k, point)
-            inputs, sources = _check_point(case, point, options, numeric, where, bound)
+            inputs, sources = _check_point(case, point, options, numeric, where, bound, None if k == 0 else budget)
             verdict, _ = _verdict(inputs)
             counts[verdict] += 1
             per_point.verdicts.append(verdict)
@@ -549,8 +562,8 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         samples=replace(per_point, points=k, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
-        notes=notes if budget is None else [budget.note(), *notes],
-        budget=budget,
+        notes=notes if fitted is None else [fitted.note(), *notes],
+        budget=fitted,
     )
     if diagnose and verdict == "fail":
         from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import
