@@ -87,6 +87,18 @@ def tie(case: Any) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
     return dataclasses.replace(case, inputs={"x": x}), (0, 0, int(i), int(j)), (0, 0, k, int(j))
 
 
+def one_sided(case: Any, at: tuple[int, ...], h: float = 1e-7) -> tuple[float, float]:
+    """The left and right derivatives of sum(upstream * pool(x)) in element ``at``."""
+    x, param, dout = case.inputs["x"], case.constants["pool_param"], case.upstream
+
+    def phi(t: float) -> float:
+        y = x.copy()
+        y[at] += t
+        return float(np.sum(dout * max_pool_forward_naive(y, param)[0]))
+
+    return (phi(0.0) - phi(-h)) / h, (phi(h) - phi(0.0)) / h
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=RUNS)
@@ -129,10 +141,11 @@ def main() -> None:
     )
     print(f"  gradcheck-suite: {result.verdict}; kinks reported at {[list(map(int, k)) for k in np.argwhere(kinks)]}")
     print(f"    {result.reason}")
-    dout = tied.upstream[0, 0, 0, 0]
+    slopes = [one_sided(tied, at) for at in (a_at, b_at)]
     print(
         f"  cs231n: {theirs[a_at]:.6f} and {theirs[b_at]:.6f} at the two tied elements, no warning"
-        f" (the one-sided slopes there are {dout:.6f} and 0)"
+        f" (one-sided slopes there, left / right: {slopes[0][0]:.6f} / {slopes[0][1]:.6f} and"
+        f" {slopes[1][0]:.6f} / {slopes[1][1]:.6f})"
     )
 
 

@@ -42,7 +42,7 @@ def one_run(tree: Path, python: str, cases: list[str], samples: int) -> tuple[fl
     if done.returncode not in (0, 1):  # 1: some case failed, which is an answer
         raise SystemExit(f"{tree}: exit {done.returncode}\n{done.stderr[-2000:]}")
     report = json.loads((Path(scratch) / "report.json").read_text())
-    return seconds, {c["name"]: c["verdict"] for c in report["cases"]}
+    return seconds, {c.get("case", "?"): c.get("verdict", "?") for c in report.get("cases", [])}
 
 
 def main() -> None:

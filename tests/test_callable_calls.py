@@ -184,6 +184,21 @@ def test_progress_moves_during_a_callable_case_chunk_by_chunk(speedpkg: Path) ->
     assert len(seen) >= 8 and gaps.max() <= 80
 
 
+def test_progress_moves_through_a_sweep_against_the_whole_sweep_plan(speedpkg: Path) -> None:
+    """A sweep's evaluations are counted against one plan for all its points, chunk by chunk."""
+    seen: list[tuple[int, int]] = []
+    result = check_case(
+        load_case(speed_case(speedpkg, "slow", "slow", "layer_backward")),
+        RunOptions(jobs=1, samples=2),
+        lambda done, planned: seen.append((done, planned)),
+    )
+    assert result.verdict == "pass" and result.samples is not None and result.samples.points == 3
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and len({p for _, p in seen}) == 1
+    gaps = np.diff([0, *dones])
+    assert len(seen) >= 8 and gaps.max() <= 80
+
+
 def test_the_bar_shows_the_case_eta(capsys: pytest.CaptureFixture[str]) -> None:
     assert eta(0, 10, 1.0) == "?"
     assert eta(5, 10, 10.0) == "0:10"
