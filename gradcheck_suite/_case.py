@@ -12,6 +12,8 @@ Besides the notebook's keys, a case may have:
   upstream defaults to 1.
 * ``[forward]``, ``[backward]`` and ``[reference]`` given as ``callable = "pkg.module:fn"``
   instead of ``program``: see :mod:`gradcheck_suite._case_callables` for the protocol.
+* ``dtype``, ``k``, ``repeat`` and ``nondet_tol``: how the case is checked when the run does
+  not say (:mod:`gradcheck_suite._settings`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from ._case_callables import Backward, Constant, Forward, make_call
+from ._dtypes import DTYPES, is_low_precision, round_to
 from ._errors import CaseError
 from ._program import Program, parse_program
+from ._settings import CaseSettings, validate_k, validate_nondet_tol
 
 __all__ = ["Case", "Expected", "Sweep", "load_case", "load_cases"]
 
@@ -46,6 +50,10 @@ _TOP_KEYS = {
     "reference",
     "expect",
     "sweep",
+    "dtype",
+    "k",
+    "repeat",
+    "nondet_tol",
 }
 _PROGRAM_KEYS = {"program"}
 _CALL_KEYS = {"callable", "args", "kwargs", "array", "returns"}
@@ -98,6 +106,7 @@ class Case:
     upstreams: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
+    settings: CaseSettings = field(default_factory=CaseSettings)  # dtype, k, repeat, nondet_tol
 
     @property
     def autograd_forward(self) -> Forward | None:
@@ -116,14 +125,22 @@ class Case:
         return [f"checked two ways: the forward `{self.forward.label}` is {why} and the case has no [reference]"]
 
     def at_dtype(self, dtype: str) -> Case:
-        """This case with its float constants rounded to ``dtype``, as the inputs are."""
-        consts = {
-            k: np.asarray(v, dtype=dtype).astype(np.float64) if _is_float_array(v) else v
-            for k, v in self.constants.items()
-        }
+        """This case with its float constants rounded to ``dtype``, as the inputs are.
+
+        In bfloat16 and float16 the upstream gradients are rounded too: a kernel receives its
+        upstream in its dtype, and the float64 truth must differentiate the same numbers, or
+        the upstream's rounding (2^-9 relative in bfloat16) would mask the kernel's own error.
+        """
+        consts = {k: round_to(v, dtype) if _is_float_array(v) else v for k, v in self.constants.items()}
         forward = self.forward.with_constants(consts)
+        upstreams, upstream = self.upstreams, self.upstream
+        if is_low_precision(dtype):
+            upstreams = {o: None if u is None else round_to(u, dtype) for o, u in upstreams.items()}
+            upstream = None if upstream is None else round_to(upstream, dtype)
         return replace(
             self,
+            upstreams=upstreams,
+            upstream=upstream,
             constants=consts,
             forward=forward,
             backward=self.backward.with_constants(consts, forward) if self.backward else None,
@@ -248,6 +265,7 @@ class _Reader:
         self.expect: dict[str, Expected] = {}
         self.sweep: Sweep | None = None
         self.description = ""
+        self.settings = CaseSettings()
 
     def err(self, message: str, table: str = "", key: str | None = None) -> CaseError:
         label = f"{table}.{key}" if table and key else (table or key)
@@ -315,6 +333,7 @@ class _Reader:
             upstreams=self.upstreams,
             constants=self.constants,
             reference=self.reference,
+            settings=self.settings,
         )
 
 
@@ -475,6 +494,31 @@ def _read_description(r: _Reader) -> None:
     r.description = description
 
 
+def _read_settings(r: _Reader) -> None:
+    """``dtype``, ``k``, ``repeat``, ``nondet_tol``: how the case is checked unless the run says."""
+    data = r.data
+    dtype = data.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise r.err(f"`dtype` must be one of {', '.join(DTYPES)}, not {dtype!r}", "", "dtype")
+    k = data.get("k")
+    if k is not None and (problem := validate_k(k)):
+        raise r.err(problem, "", "k")
+    repeat = data.get("repeat")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1):
+        raise r.err(
+            f"`repeat` must be a whole number >= 1 (runs of the analytic sources), not {repeat!r}", "", "repeat"
+        )
+    tol = data.get("nondet_tol")
+    if tol is not None and (problem := validate_nondet_tol(tol)):
+        raise r.err(problem, "", "nondet_tol")
+    r.settings = CaseSettings(
+        dtype=dtype,
+        k=None if k is None else float(k),
+        repeat=repeat,
+        nondet_tol=None if tol is None else float(tol),
+    )
+
+
 # The order matters: each reader may use what the readers before it found.
 _SECTIONS = (
     _read_top,
@@ -488,6 +532,7 @@ _SECTIONS = (
     _read_expect,
     _read_sweep,
     _read_description,
+    _read_settings,
 )
 
 

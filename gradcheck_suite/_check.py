@@ -30,14 +30,14 @@ import torch
 
 from ._case import Case
 from ._case_callables import Backward, CallTarget, Forward
+from ._dtypes import DTYPES
 from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device
 from ._errors import CaseError, UsageError
 from ._report.terminal import render_case_detail, render_table
+from ._settings import DEFAULT_K, validate_k, validate_nondet_tol
 from ._sources.numeric import DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
 
 __all__ = ["CheckResult", "GradientCheckFailed", "check", "explain"]
-
-DTYPES = ("float64", "float32")
 
 
 def explain(result: CaseResult) -> str:
@@ -111,6 +111,10 @@ def check(
     elements: int = DEFAULT_ELEMENTS,
     directions: int = DEFAULT_DIRECTIONS,
     name: str | None = None,
+    k: float = DEFAULT_K,
+    repeat: int = 1,
+    nondet_tol: float = 0.0,
+    tf32: bool = False,
 ) -> CheckResult:
     """Check the gradient of ``fn(**inputs)`` three ways: ``backward`` (if given), torch
     autograd through ``fn``, and finite differences of ``fn``.
@@ -124,6 +128,13 @@ def check(
     points around ``inputs`` as well. ``mode``, ``elements`` and ``directions`` are the CLI's
     ``--mode``, ``--elements`` and ``--directions``. Raises :class:`CaseError` when a function
     cannot be run.
+
+    ``dtype="bfloat16"`` or ``"float16"`` runs ``backward`` and autograd in that dtype (the
+    inputs and ``upstream`` rounded to it) and judges ``backward`` by the low-precision rule:
+    its error against float64 autograd may be at most ``k`` times autograd's own error in the
+    dtype, plus a floor (``tf32=True`` does the same for float32 with TF32 on CUDA).
+    ``repeat=N`` runs ``backward`` and autograd N times and fails a source whose runs differ
+    by more than ``nondet_tol`` (absolute; 0: they must agree exactly).
     """
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -135,6 +146,10 @@ def check(
         raise UsageError("samples must be at least 1")
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if problem := validate_k(k) or validate_nondet_tol(nondet_tol):
+        raise UsageError(problem)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise UsageError(f"repeat must be a whole number >= 1, not {repeat!r}")
     ensure_device(device)
     case = callable_case(fn, inputs, backward=backward, upstream=upstream, analytic=analytic, name=name)
     options = RunOptions(
@@ -146,6 +161,10 @@ def check(
         mode=mode,
         elements=elements,
         directions=directions,
+        k=k,
+        repeat=repeat,
+        nondet_tol=nondet_tol,
+        tf32=tf32,
     )
     return CheckResult.of(check_case(case, options))
 

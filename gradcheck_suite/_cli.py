@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ._backends import NumpyBackend
 from ._case import Case, load_cases
-from ._engine import check_case, ensure_device, run, select
+from ._devices import device_names
+from ._dtypes import to_float64
+from ._engine import Report, RunOptions, check_case, check_settings, ensure_device, run, select
 from ._errors import CaseError, GradcheckError
 from ._options import add_argparse_options, run_options
 from ._report import (
@@ -24,7 +27,7 @@ from ._report import (
 )
 from ._report.files import prepare_dir
 from ._report.outputs import write_reports
-from ._sources.manual import upstream_gradients
+from ._sources.manual import manual_backend, upstream_gradients
 
 __all__ = ["main"]
 
@@ -150,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             stored,
             max_growth=args.max_growth,
             file=str(args.baseline),
-            in_scope=baseline.scope(args.paths, args.pattern, options.device, options.dtype),
+            in_scope=baseline.scope(args.paths, args.pattern, options.device, _dtypes_ran(options, report)),
         )
         data["baseline"] = comparison.to_dict()
         print("\n".join(comparison.lines()))
@@ -159,6 +162,12 @@ def _run(args: argparse.Namespace) -> int:
     if folder is not None:
         write_reports(folder, data)
     return status
+
+
+def _dtypes_ran(options: RunOptions, report: Report) -> str:
+    """The run's dtype, and the cases' own where they chose (a case file's `dtype`)."""
+    ran = dict.fromkeys([options.dtype, *(r.dtype for r in report.results)] if options.case_dtype else [options.dtype])
+    return ",".join(ran)
 
 
 def _baseline_save(args: argparse.Namespace) -> int:
@@ -213,10 +222,14 @@ def _find(name: str, paths: list[Path]) -> Case:
 def _show(args: argparse.Namespace) -> int:
     case = _find(args.case, args.paths)
     options = run_options(vars(args))
+    # show prints one run: the first device of a list, the case's own dtype unless told
+    options = replace(options, device=device_names(options.device)[0])
     ensure_device(options.device)
-    case = case.at_dtype(options.dtype)
+    dtype = check_settings(case, options).dtype
+    options = replace(options, dtype=dtype, case_dtype=False)
+    case = case.at_dtype(dtype)
     print(f"{case.name}: {case.description}  ({case.file})")
-    be = NumpyBackend(options.dtype)
+    be = manual_backend(dtype, options.device, programs=case.backward is not None and case.backward.program is not None)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
     for k, v in env.items():
         print(f"  input  {k} = {_show_value(v)}")
@@ -243,7 +256,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _show_value(v: object) -> str:
-    a = np.asarray(v)
+    a = to_float64(v) if isinstance(v, torch.Tensor) else np.asarray(v)
     if a.ndim == 0:
         return format_value(a, str(a.dtype) if a.dtype == np.float32 else "float64")
     with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):

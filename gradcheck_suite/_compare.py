@@ -181,6 +181,8 @@ def judge_input(name: str, results: list[Gradients], dtype: str, scale: float) -
             with np.errstate(invalid="ignore", divide="ignore"):
                 rel = measured / np.maximum(np.abs(r.reference[name]), ROUNDING * _eps(r.dtype) * scale)
             precision[s] = float(np.nanmax(rel)) if rel.size else 0.0
+        if r.allowance is not None:  # --repeat: a nondeterministic source (_nondeterminism)
+            bound = bound + r.allowance[name]
         rounding[s] = bound
 
     pairs: list[PairDiff] = []

@@ -5,16 +5,21 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._case import Case, load_cases
 from ._compare import InputResult, gradient_scale, judge_input
+from ._device_compare import DeviceComparison, compare_devices
+from ._devices import device_names, get_device, source_context
+from ._dtypes import round_to
 from ._errors import CaseError, UsageError
+from ._lowprecision import judge_low_precision, measure_reference
+from ._nondeterminism import judge_spread, repeated
 from ._progress import progress_bar
+from ._settings import CheckSettings, resolve
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
 from ._sources.manual import manual_gradients, run_forward, run_programs
@@ -53,6 +58,27 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    # issue 12 (gradcheck_suite._settings): None takes the case file's value, else the default
+    k: float | None = None
+    repeat: int | None = None
+    nondet_tol: float | None = None
+    tf32: bool = False
+    # a case file's `dtype` wins over `dtype`: the CLI and the plugin set this when no --dtype
+    # was given; a library caller's explicit dtype holds
+    case_dtype: bool = False
+
+
+def check_settings(case: Case, options: RunOptions) -> CheckSettings:
+    """How ``case`` is checked under ``options``: dtype, k, repeat, nondet_tol, TF32."""
+    return resolve(
+        case.settings,
+        dtype=options.dtype,
+        dtype_given=not options.case_dtype,
+        k=options.k,
+        repeat=options.repeat,
+        nondet_tol=options.nondet_tol,
+        tf32=options.tf32,
+    )
 
 
 @dataclass
@@ -76,6 +102,7 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
 
     @property
     def reason(self) -> str:
@@ -97,12 +124,16 @@ class Report:
     errors: list[CaseError]
     options: RunOptions
     seconds: float = 0.0
+    # --device cpu,cuda: devices named but not available (name -> why), and each case's
+    # gradients compared across the devices that ran (gradcheck_suite._devices_table)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    devices: list[DeviceComparison] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         if self.errors:
             return 2
-        if any(r.verdict == "fail" for r in self.results):
+        if any(r.verdict == "fail" for r in self.results) or any(d.verdict == "fail" for d in self.devices):
             return 1
         return 0
 
@@ -115,12 +146,9 @@ class Report:
 
 
 def ensure_device(device: str) -> None:
-    if device == "cpu":
-        return
-    if device != "cuda" and not device.startswith("cuda:"):
-        raise UsageError(f"unknown device {device!r}: use cpu or cuda")
-    if not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
+    why = get_device(device).missing()
+    if why:
+        raise UsageError(f"--device {device}: {why}")
 
 
 def name_matches(name: str, pattern: str | None) -> bool:
@@ -148,7 +176,7 @@ def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case 
 def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     # Every source sees the point the check's dtype can represent, so the float64 numeric
     # reference of a float32 check differentiates at exactly the float32 inputs.
-    return {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in point.items()}
+    return {k: round_to(v, dtype) for k, v in point.items()}
 
 
 def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None = None) -> NumericSettings:
@@ -156,7 +184,7 @@ def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None
     seed = case.sweep.seed if case.sweep else 0
     return NumericSettings(
         options.numeric,
-        options.device,
+        get_device(options.device).torch,
         options.max_memory,
         mode=mode,
         elements=options.elements,
@@ -185,18 +213,34 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
 
 
 def _check_point(
-    case: Case, point: dict[str, np.ndarray], options: RunOptions, numeric: Gradients, where: str
+    case: Case,
+    point: dict[str, np.ndarray],
+    options: RunOptions,
+    settings: CheckSettings,
+    numeric: Gradients,
+    where: str,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
-    if case.backward is not None:
-        results.append(manual_gradients(case, point, options.dtype))
-    if case.autograd_forward is not None:  # else checked two ways; case.notes says so
-        results.append(autograd_gradients(case, point, options.dtype, options.device))
+    dtype, device, n, tol = settings.dtype, options.device, settings.repeat, settings.nondet_tol
+    with source_context(get_device(device), settings.tf32):
+        if case.backward is not None:
+            results.append(repeated(lambda: manual_gradients(case, point, dtype, device), n, tol))
+        if case.autograd_forward is not None:  # else checked two ways; case.notes says so
+            results.append(repeated(lambda: autograd_gradients(case, point, dtype, device), n, tol))
     results.append(numeric)
-    scale = gradient_scale(results)
-    inputs = [judge_input(name, results, options.dtype, scale) for name in point]
-    return inputs, {r.source: r for r in results}
+    sources = {r.source: r for r in results}
+    if settings.low_precision and "autograd" in sources:
+        with source_context(get_device(device), settings.tf32):
+            measure_reference(case, point, sources["autograd"], dtype, device)
+    if settings.low_precision:
+        inputs = [judge_low_precision(name, results, settings) for name in point]
+    else:
+        scale = gradient_scale(results)
+        inputs = [judge_input(name, results, dtype, scale) for name in point]
+    if n > 1:
+        inputs = [judge_spread(i, sources, settings.nondet_tol) for i in inputs]
+    return inputs, sources
 
 
 def _sample_where(case: Case, k: int, point: Mapping[str, np.ndarray]) -> str:
@@ -248,21 +292,23 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
 def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
-    case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
+    settings = check_settings(case, options)
+    dtype = settings.dtype
+    case = case.at_dtype(dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
     # The case's own point comes first, so a sweep that passes shows the point the file names.
-    points = [_at_dtype(case.inputs, options.dtype)]
+    points = [_at_dtype(case.inputs, dtype)]
     if n:
-        points += [_at_dtype(p, options.dtype) for p in sample_points(case, n)]
+        points += [_at_dtype(p, dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
-    settings = _numeric_settings(case, options, progress)
+    numeric_settings = _numeric_settings(case, options, progress)
     _check_forward(case, points[0])
     # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, settings)
+    numerics = numeric_gradients_at(case, points, numeric_settings)
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, numerics[k], where)
+        inputs, sources = _check_point(case, point, options, settings, numerics[k], where)
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)
@@ -281,7 +327,7 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     return CaseResult(
         case=case,
         device=options.device,
-        dtype=options.dtype,
+        dtype=dtype,
         verdict=verdict,
         odd_one_out=odd,
         inputs=inputs,
@@ -290,7 +336,8 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         expect_failures=expect_failures,
         samples=SampleSummary(len(points), counts, worst) if n else None,
         seconds=time.perf_counter() - start,
-        mode=settings.mode,
+        mode=numeric_settings.mode,
+        settings=settings,
     )
 
 
@@ -331,15 +378,48 @@ def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
     return out
 
 
+def available_devices(device: str) -> tuple[list[str], dict[str, str]]:
+    """The devices of ``--device cpu,cuda`` that can run, and why the others cannot; a
+    UsageError when none can (as ``--device cuda`` alone without a GPU always was)."""
+    names = device_names(device)
+    unavailable = {d: why for d in names if (why := get_device(d).missing())}
+    ready = [d for d in names if d not in unavailable]
+    if not ready:
+        raise UsageError(f"--device {device}: {unavailable[names[0]]}")
+    return ready, unavailable
+
+
+def _check_on_devices(
+    case: Case, options: RunOptions, devices: list[str], progress: Progress | None
+) -> tuple[list[CaseResult], list[CaseError]]:
+    results: list[CaseResult] = []
+    errors: list[CaseError] = []
+    for device in devices:
+        try:
+            results.append(check_case(case, replace(options, device=device), progress))
+        except CaseError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
+            error = case.error(f"internal error while checking: {type(exc).__name__}: {exc}")
+        else:
+            continue
+        if len(devices) > 1:
+            error.message = f"on {device}: {error.message}"
+        errors.append(error)
+    return results, errors
+
+
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
-    """Load every case under ``paths``, check those matching ``pattern``, report them all.
+    """Load every case under ``paths``, check those matching ``pattern`` on every device of
+    ``options.device`` (``"cpu,cuda"``), report them all.
 
     ``progress``: a bar on stderr for a run that lasts (None: only when stderr is a terminal).
     """
     start = time.perf_counter()
-    ensure_device(options.device)
+    devices, unavailable = available_devices(options.device)
     results: list[CaseResult] = []
     errors: list[CaseError] = []
+    comparisons: list[DeviceComparison] = []
     loaded = _unique(select(load_cases(paths), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
@@ -347,11 +427,10 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
         if isinstance(item, CaseError):
             errors.append(item)
             continue
-        try:
-            results.append(check_case(item, options, bar.evaluations if bar.enabled else None))
-        except CaseError as exc:
-            errors.append(exc)
-        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            errors.append(item.error(f"internal error while checking: {type(exc).__name__}: {exc}"))
+        done, failed = _check_on_devices(item, options, devices, bar.evaluations if bar.enabled else None)
+        results += done
+        errors += failed
+        if len(done) > 1:
+            comparisons.append(compare_devices(done))
     bar.close()
-    return Report(results, errors, options, time.perf_counter() - start)
+    return Report(results, errors, options, time.perf_counter() - start, unavailable, comparisons)

@@ -8,7 +8,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._dtypes import DTYPES
 from ._engine import RunOptions
+from ._settings import DEFAULT_K, validate_k, validate_nondet_tol
 from ._sources.numeric import (
     AUTO_FULL_ELEMENTS,
     DEFAULT_DIRECTIONS,
@@ -40,22 +42,56 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _k_factor(text: str) -> float:
+    try:
+        k = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = validate_k(k)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return k
+
+
+def _tolerance(text: str) -> float:
+    try:
+        tol = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = validate_nondet_tol(tol)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return tol
+
+
 @dataclass(frozen=True)
 class Option:
-    name: str  # RunOptions field and the option's long name (with '-' for '_')
+    name: str  # RunOptions field and, unless ``long`` says otherwise, the long name ('-' for '_')
     help: str
     default: Any
     type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
+    long: str | None = None
+    switch: bool = False  # a flag without a value (store_true)
 
     @property
     def flag(self) -> str:
-        return self.name.replace("_", "-")
+        return self.long or self.name.replace("_", "-")
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("device", "where autograd and the numeric source run: cpu or cuda", "cpu"),
-    Option("dtype", "dtype of the manual and autograd sources", "float64", choices=("float64", "float32")),
+    Option(
+        "device",
+        "where the sources run: cpu, cuda, or a comma list (cpu,cuda) to check each case on each and compare them",
+        "cpu",
+    ),
+    Option(
+        "dtype",
+        "dtype of the manual and autograd sources (default: the case file's `dtype`, else float64);"
+        " bfloat16 and float16 are judged by the low-precision rule",
+        None,
+        choices=DTYPES,
+    ),
     Option("numeric", "finite-difference method; auto takes the most accurate that applies", "auto", choices=METHODS),
     Option(
         "samples",
@@ -89,12 +125,42 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_DIRECTIONS,
         _positive_int,
     ),
+    Option(
+        "k",
+        "low precision: the manual source's error may be K times the reference's own error at the same dtype"
+        f" (default: the case file's `k`, else {DEFAULT_K:g})",
+        None,
+        _k_factor,
+        long="k-factor",
+    ),
+    Option(
+        "repeat",
+        "run the manual and autograd sources N times at each point and judge their run-to-run spread"
+        " (default: the case file's `repeat`, else 1)",
+        None,
+        _positive_int,
+    ),
+    Option(
+        "nondet_tol",
+        "with --repeat: the run-to-run spread allowed, absolute (default: the case file's `nondet_tol`, else 0)",
+        None,
+        _tolerance,
+    ),
+    Option(
+        "tf32",
+        "float32 on CUDA with TF32 matmuls and convolutions, judged by the low-precision rule",
+        False,
+        switch=True,
+    ),
 )
 
 
 def add_argparse_options(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     for o in OPTIONS:
         if o.name in leave_out:
+            continue
+        if o.switch:
+            parser.add_argument(f"--{o.flag}", dest=o.name, action="store_true", help=o.help)
             continue
         parser.add_argument(f"--{o.flag}", dest=o.name, default=o.default, type=o.type, choices=o.choices, help=o.help)
 
@@ -117,6 +183,9 @@ def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection
     makes one test item per value)."""
     for o in OPTIONS:
         many = o.name in lists
+        if o.switch:
+            group.addoption(f"--{prefix}{o.flag}", dest=f"gradcheck_{o.name}", action="store_true", help=o.help)
+            continue
         group.addoption(
             f"--{prefix}{o.flag}",
             dest=f"gradcheck_{o.name}",
@@ -128,4 +197,7 @@ def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection
 
 
 def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
-    return RunOptions(**{o.name: values.get(prefix + o.name, o.default) for o in OPTIONS})
+    chosen = {o.name: values.get(prefix + o.name, o.default) for o in OPTIONS}
+    if chosen["dtype"] is None:  # no --dtype: each case's own `dtype`, else float64
+        chosen.update(dtype="float64", case_dtype=True)
+    return RunOptions(**chosen)

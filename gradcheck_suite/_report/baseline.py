@@ -169,11 +169,13 @@ def scope(paths: Iterable[Path], pattern: str | None, device: str, dtype: str) -
     """Which baseline cases a run covers: same device and dtype, under its paths, matching -k.
 
     A run of one file or one -k pattern must not report every other case as missing.
+    ``device`` and ``dtype`` may be comma lists (``--device cpu,cuda``; the dtypes that ran).
     """
     roots = [Path(p).resolve() for p in paths]
+    devices, dtypes = set(device.split(",")), set(dtype.split(","))
 
     def covered(entry: dict[str, Any]) -> bool:
-        if entry.get("device") != device or entry.get("dtype") != dtype:
+        if entry.get("device") not in devices or entry.get("dtype") not in dtypes:
             return False
         if not name_matches(str(entry.get("case", "")), pattern):
             return False

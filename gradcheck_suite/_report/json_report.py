@@ -12,6 +12,13 @@ value there. JSON has no infinity or NaN, so a non-finite number is written as t
 
 A new field that old readers can ignore keeps the version; renaming or removing one, or
 changing a field's meaning, bumps it.
+
+Version 2 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
+(dtype, k, repeat, nondet_tol, tf32 as resolved) and each input ``low_precision`` (null, or
+the manual source's and the reference's errors side by side); a pair may be a source with
+itself (``manual-manual``: its run-to-run spread under ``--repeat``); ``options.device`` may be a
+comma list, with ``devices`` (each case's gradients compared across devices) and
+``unavailable_devices`` (device -> why) at the top level. A version 1 baseline still reads.
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ import torch
 
 from .. import __version__
 from .._compare import InputResult, gradient_scale
+from .._device_compare import DeviceComparison
 from .._engine import CaseResult, Report
 from .._errors import CaseError
+from .._lowprecision import LowPrecisionErrors
 
 __all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Number = float | str
 
@@ -87,6 +96,8 @@ def _cpu_name() -> str:
 
 
 def _device_name(device: str) -> str:
+    if "," in device:  # --device cpu,cuda
+        return "; ".join(f"{d}: {_device_name(d)}" for d in device.split(","))
     if device.startswith("cuda") and torch.cuda.is_available():
         return str(torch.cuda.get_device_name(torch.device(device)))
     return _cpu_name()
@@ -164,6 +175,63 @@ def _input(i: InputResult) -> dict[str, Any]:
         "numeric_error": numeric_error,
         "pairs": pairs,
         "worst": worst,
+        "low_precision": _low_precision(i),
+    }
+
+
+def _low_precision(i: InputResult) -> dict[str, Any] | None:
+    e: LowPrecisionErrors | None = getattr(i, "low_precision", None)
+    if e is None:
+        return None
+
+    def opt(x: float | None) -> Number | None:
+        return None if x is None else number(x)
+
+    return {
+        "dtype": e.dtype,
+        "k": e.k,
+        "unit_roundoff": e.unit_roundoff,
+        "manual": opt(e.manual),
+        "reference": number(e.reference),
+        "manual_norm": opt(e.manual_norm),
+        "reference_norm": number(e.reference_norm),
+        "element_ratio": opt(e.element_ratio),
+        "norm_ratio": opt(e.norm_ratio),
+        "manual_float64": opt(e.manual_float64),
+        "reference_runs": e.reference_runs,
+        "undecided": e.undecided,
+    }
+
+
+def _settings(r: CaseResult) -> dict[str, Any] | None:
+    s = r.settings
+    if s is None:
+        return None
+    return {"dtype": s.dtype, "k": s.k, "repeat": s.repeat, "nondet_tol": s.nondet_tol, "tf32": s.tf32}
+
+
+def _devices(d: DeviceComparison) -> dict[str, Any]:
+    return {
+        "case": d.case,
+        "dtype": d.dtype,
+        "devices": list(d.devices),
+        "verdict": d.verdict,
+        "odd_device": d.odd_device,
+        "rows": [
+            {
+                "input": row.input,
+                "source": row.source,
+                "device": row.device,
+                "against": row.against,
+                "max_abs": number(row.max_abs),
+                "max_rel": number(row.max_rel),
+                "ratio": number(row.ratio),
+                "status": row.status,
+                "odd_device": row.odd_device,
+                "note": row.note,
+            }
+            for row in d.rows
+        ],
     }
 
 
@@ -185,6 +253,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "expect_failures": list(r.expect_failures),
         "samples": samples,
         "mode": r.mode,
+        "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
     }
 
@@ -219,6 +288,10 @@ def to_dict(
             "mode": o.mode,
             "elements": o.elements,
             "directions": o.directions,
+            "k": o.k,
+            "repeat": o.repeat,
+            "nondet_tol": o.nondet_tol,
+            "tf32": o.tf32,
         },
         "timings": {
             "total_seconds": report.seconds,
@@ -227,6 +300,8 @@ def to_dict(
         "summary": report.counts(),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
+        "devices": [_devices(d) for d in report.devices],
+        "unavailable_devices": dict(report.unavailable),
         "baseline": baseline,
     }
 

@@ -7,6 +7,7 @@ from tabulate import tabulate
 
 from .._compare import InputResult
 from .._engine import CaseResult, Report
+from .kernels import render_devices, render_low_precision, spread_notes
 
 __all__ = [
     "format_value",
@@ -78,7 +79,8 @@ def render_table(report: Report) -> str:
     headers = ["case", "input", "manual", "autograd", "numeric", "check", "max rel diff", "verdict"]
     table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     notes = [f"{r.case.name}: {n}" for r in report.results for n in case_notes(r)]
-    return "\n".join([table, *notes])
+    extra = [t for t in (render_low_precision(report.results), render_devices(report)) if t]
+    return "\n".join([table, *notes, *extra])
 
 
 def check_text(r: CaseResult, name: str) -> str:
@@ -118,10 +120,11 @@ def case_notes(r: CaseResult) -> list[str]:
         )
     if "manual" not in r.sources:
         notes.append("no backward program: checked two ways (autograd, numeric)")
+    notes += spread_notes(r)
     for i in r.inputs:
         for src, rel in i.precision.items():
             # worth a note once half the dtype's digits are gone (1.5e-8 in float64, 3.5e-4 in float32)
-            if rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
+            if r.dtype in ("float64", "float32") and rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
                 notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
     return notes
 
@@ -202,6 +205,10 @@ def render_summary(report: Report) -> str:
     total = len(report.results) + len(report.errors)
     # what ran, which the pytest plugin's lists of devices and dtypes make more than one each
     devices = ",".join(dict.fromkeys(r.device for r in report.results)) or o.device
+    devices += "".join(f"; {d} unavailable" for d in report.unavailable)
+    differ = sum(d.verdict == "fail" for d in report.devices)
+    if report.devices:
+        parts.append(f"{differ} differ across devices")
     dtypes = ",".join(dict.fromkeys(r.dtype for r in report.results)) or o.dtype
     return (
         f"{total} case(s): "
