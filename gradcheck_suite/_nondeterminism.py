@@ -60,7 +60,7 @@ def judge_spread(result: InputResult, sources: Mapping[str, Gradients], nondet_t
         if g is None or g.spread is None or result.name not in g.spread:
             continue
         spread = g.spread[result.name]
-        worst = np.unravel_index(int(np.argmax(spread)), spread.shape) if spread.size else ()
+        worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(spread)), spread.shape)) if spread.size else ()
         largest = float(spread[worst]) if spread.size else 0.0
         bad = spread > nondet_tol
         values = np.abs(g.values[result.name])
@@ -73,7 +73,7 @@ def judge_spread(result: InputResult, sources: Mapping[str, Gradients], nondet_t
                 b=s,
                 max_abs=largest,
                 max_rel=float(np.nanmax(rel)) if rel.size else 0.0,
-                worst=tuple(int(i) for i in worst),
+                worst=worst,
                 ratio=ratio,
                 disagree=int(bad.sum()),
                 undecided=0,

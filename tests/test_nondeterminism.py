@@ -86,7 +86,10 @@ def test_atomics_in_float32_are_nondeterministic_and_judged_by_the_tolerance() -
     assert "manual is nondeterministic: 4 runs differ by up to" in exact.inputs[0].reason
     spread = _spread(exact, "manual")
     assert 0 < spread < 1e-3  # float32 rounding of sums of ~256 terms of size 1
-    assert _spread(exact, "autograd") == 0.0  # torch's CPU index_add_ is deterministic
+    # autograd of table[idx] on the CPU: deterministic at this size (one thread); above about
+    # 32,768 upstream elements torch accumulates on several threads and is not (see
+    # benchmarks/RESULTS.md, issue 12)
+    assert _spread(exact, "autograd") == 0.0
     tolerant = check(
         gather, {"table": TABLE}, upstream=UPSTREAM, backward=backward, dtype="float32", repeat=4, nondet_tol=1e-3
     )

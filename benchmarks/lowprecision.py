@@ -1,0 +1,99 @@
+"""Issue 12, run by hand: `.venv/bin/python benchmarks/lowprecision.py [POINTS] [DTYPES] [-k NAME]`.
+
+False alarms of the low-precision rule: every bundled layer (`cases/layers/`) with its right
+backward program, checked in bfloat16 and float16 at its own point and POINTS random points
+(default 1,000) by the engine (`check_case` with `samples=POINTS`), three sources and k = 2.
+For each case and dtype it prints the verdict counts (a fail is a false alarm: every backward
+here is right) and the margin: the largest ratio of the manual source's error to what the
+rule allows, per element and as a norm, over all points (above 1 would fail; kinks excluded
+as the engine excludes them), with the time.
+
+Then the anchor: what `torch.autograd.gradcheck` does with a bfloat16 and a float16 input.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import machine
+
+from gradcheck_suite import RunOptions, check_case, load_case
+from gradcheck_suite._engine import _at_dtype, check_settings, sample_points
+from gradcheck_suite._lowprecision import judge_low_precision, measure_reference
+from gradcheck_suite._sources.autograd import autograd_gradients
+from gradcheck_suite._sources.manual import manual_gradients
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = [a for a in sys.argv[1:] if not a.startswith("-")]
+POINTS = int(ARGS[0]) if ARGS else 1000
+DTYPES = ARGS[1].split(",") if len(ARGS) > 1 else ["bfloat16", "float16"]
+ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
+
+
+def margins(case_file: Path, dtype: str) -> tuple[float, float]:
+    """The largest element and norm ratios of the manual source over the sweep's points."""
+    case = load_case(case_file)
+    settings = check_settings(case, RunOptions(dtype=dtype))
+    case = case.at_dtype(dtype)
+    element = norm = 0.0
+    for p in [case.inputs, *sample_points(case, POINTS)]:
+        point = _at_dtype(p, dtype)
+        manual = manual_gradients(case, point, dtype)
+        auto = autograd_gradients(case, point, dtype, "cpu")
+        measure_reference(case, point, auto, dtype, "cpu")
+        for name in point:
+            e = judge_low_precision(name, [manual, auto], settings).low_precision  # type: ignore[attr-defined]
+            element, norm = max(element, e.element_ratio or 0.0), max(norm, e.norm_ratio or 0.0)
+    return element, norm
+
+
+def sweep() -> bool:
+    print(f"== bundled layers, right backward passes, {POINTS} random points + the case's own, k = 2")
+    print(
+        f"{'case':24} {'dtype':9} {'pass':>5} {'fail':>5} {'inconcl.':>8}  {'elem ratio':>10} {'norm ratio':>10}  time"
+    )
+    clean = True
+    for f in sorted((ROOT / "cases" / "layers").glob("*.toml")):
+        if ONLY and ONLY not in f.stem:
+            continue
+        for dtype in DTYPES:
+            start = time.perf_counter()
+            r = check_case(load_case(f), RunOptions(dtype=dtype, samples=POINTS))
+            c = r.samples.counts if r.samples else {"pass": 0, "fail": 0, "inconclusive": 0}
+            element, norm = margins(f, dtype)
+            clean &= c["fail"] == 0
+            print(
+                f"{r.case.name:24} {dtype:9} {c['pass']:5d} {c['fail']:5d} {c['inconclusive']:8d}"
+                f"  {element:10.3f} {norm:10.3f}  {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
+    print("no false alarm" if clean else "FALSE ALARMS above")
+    return clean
+
+
+def anchor() -> None:
+    print("\n== torch.autograd.gradcheck on the same kind of input (the anchor)")
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(4, 5, dtype=torch.float64).to(dtype).requires_grad_()
+        for kwargs in ({}, {"atol": 1e-2, "rtol": 1e-2}):
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    ok = torch.autograd.gradcheck(torch.tanh, (x,), **kwargs)
+                said = f"returns {ok}" + "".join(f"; warns: {w.message}" for w in caught)
+            except Exception as exc:  # noqa: BLE001 - what it raises is the finding
+                said = f"raises {type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+            print(f"gradcheck(torch.tanh, {dtype} input{', ' + str(kwargs) if kwargs else ''}): {said}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    print(machine())
+    ok = sweep()
+    anchor()
+    sys.exit(0 if ok else 1)
