@@ -37,6 +37,38 @@ for device in ("cuda", "cuda", "cpu"):
     t = time.perf_counter(); r = check_case(case, RunOptions(mode="projection", device=device))
     print(f"{device}: {r.verdict} in {time.perf_counter() - t:.2f} s")
 PY
+echo "== issue 11: the planted-bug suite with every check kind on cuda (expect each wrong: fail, manual; each right: pass)"
+"$PY" - <<'PY'
+import warnings
+warnings.simplefilter("ignore")
+import torch
+from gradcheck_suite import check, check_module
+from tests.planted import BUGS
+
+for bug in BUGS:
+    for which in ("wrong", "right"):
+        made = getattr(bug, which)
+        if bug.module:
+            r = check_module(made(), bug.inputs["x"], reference=bug.reference(), order=2, checks="all", device="cuda")
+        else:
+            r = check(made, bug.inputs, reference=bug.reference, order=2, checks="all", device="cuda")
+        failing = ([] if r.first_verdict == "pass" else ["order1"]) + [k.kind for k in r.kinds if k.verdict != "pass"]
+        print(f"{bug.name:24} {which:5} {r.verdict:12} {r.odd_one_out or '-':8} {','.join(failing)}")
+
+class CpuGradient(torch.autograd.Function):
+    """A kernel wrapper whose backward forgets to move its result back to the input's device."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (2 * x * g).cpu()
+
+r = check(CpuGradient, {"x": [1.0, 2.0]}, reference=lambda x: x * x, checks=["dtypes"], device="cuda")
+print("gradient on the wrong device:", r.verdict, r.odd_one_out, "|", r.kind_result("dtypes").reason)
+PY
 echo; echo "######## issue 12: bfloat16, float16, devices, --repeat, TF32"
 echo "== the layer library, cuda, bfloat16 and float16 (low-precision rule, k = 2)"
 gc cases/layers --device cuda --dtype bfloat16 | tail -2; gc cases/layers --device cuda --dtype float16 | tail -2

@@ -1,7 +1,7 @@
 """gradcheck-suite: check gradients three ways (hand-written, torch autograd, finite differences)."""
 
 from ._case import Case, load_case
-from ._check import CheckResult, GradientCheckFailed, check
+from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._compare import InputResult, PairDiff
 from ._engine import CaseResult, Report, RunOptions, check_case, run
 from ._errors import CaseError, GradcheckError, UsageError
@@ -22,6 +22,7 @@ __all__ = [
     "UsageError",
     "check",
     "check_case",
+    "check_module",
     "load_case",
     "run",
     "__version__",

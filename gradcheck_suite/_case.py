@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._case_callables import Backward, Constant, Forward, make_call
-from ._dtypes import DTYPES, is_low_precision, round_to
+from ._dtypes import DTYPES, round_to
 from ._errors import CaseError
 from ._program import Program, parse_program
 from ._settings import CaseSettings, validate_k, validate_nondet_tol
@@ -54,7 +54,12 @@ _TOP_KEYS = {
     "k",
     "repeat",
     "nondet_tol",
+    "module",
+    "order",
+    "checks",
+    "backward2",
 }
+_MODULE_KEYS = {"callable", "kwargs", "seed", "args"}
 _PROGRAM_KEYS = {"program"}
 _CALL_KEYS = {"callable", "args", "kwargs", "array", "returns"}
 _DRAW_KEYS = {"random", "shape", "seed", "mean", "std", "low", "high"}
@@ -107,6 +112,10 @@ class Case:
     constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
     settings: CaseSettings = field(default_factory=CaseSettings)  # dtype, k, repeat, nondet_tol
+    order: int = 1  # `order = 2`: also check second order
+    # [backward2]: a hand-written Hessian-vector product: given v<input>, assigns hv<input>
+    backward2: Program | None = None
+    checks: tuple[str, ...] = ()  # `checks = [...]`: further check kinds (gradcheck_suite._kinds)
 
     @property
     def autograd_forward(self) -> Forward | None:
@@ -121,26 +130,27 @@ class Case:
         """What the report should say about how this case is checked."""
         if self.autograd_forward is not None:
             return []
-        why = "an autograd.Function" if self.forward.call and self.forward.call.is_function else "not torch"
+        call = self.forward.call
+        why = "not torch"
+        if call is not None and call.is_function:
+            why = "an autograd.Function"
+        elif call is not None and call.own_backward:
+            why = "built on custom autograd.Functions"
+        elif call is not None and not call.autograd:
+            why = "not for autograd"
         return [f"checked two ways: the forward `{self.forward.label}` is {why} and the case has no [reference]"]
 
     def at_dtype(self, dtype: str) -> Case:
-        """This case with its float constants rounded to ``dtype``, as the inputs are.
-
-        In bfloat16 and float16 the upstream gradients are rounded too: a kernel receives its
-        upstream in its dtype, and the float64 truth must differentiate the same numbers, or
-        the upstream's rounding (2^-9 relative in bfloat16) would mask the kernel's own error.
-        """
+        """This case with its float constants and upstream gradients rounded to ``dtype``, as
+        the inputs are: every source then differentiates the same function (a kernel receives
+        its upstream in its dtype; the float64 truth of a bfloat16 check must see the same)."""
         consts = {k: round_to(v, dtype) if _is_float_array(v) else v for k, v in self.constants.items()}
+        ups = {k: None if v is None else round_to(v, dtype) for k, v in self.upstreams.items()}
         forward = self.forward.with_constants(consts)
-        upstreams, upstream = self.upstreams, self.upstream
-        if is_low_precision(dtype):
-            upstreams = {o: None if u is None else round_to(u, dtype) for o, u in upstreams.items()}
-            upstream = None if upstream is None else round_to(upstream, dtype)
         return replace(
             self,
-            upstreams=upstreams,
-            upstream=upstream,
+            upstream=ups.get(self.output),
+            upstreams=ups,
             constants=consts,
             forward=forward,
             backward=self.backward.with_constants(consts, forward) if self.backward else None,
@@ -266,6 +276,9 @@ class _Reader:
         self.sweep: Sweep | None = None
         self.description = ""
         self.settings = CaseSettings()
+        self.order = 1
+        self.checks: tuple[str, ...] = ()
+        self.backward2: Program | None = None
 
     def err(self, message: str, table: str = "", key: str | None = None) -> CaseError:
         label = f"{table}.{key}" if table and key else (table or key)
@@ -334,6 +347,9 @@ class _Reader:
             constants=self.constants,
             reference=self.reference,
             settings=self.settings,
+            order=self.order,
+            checks=self.checks,
+            backward2=self.backward2,
         )
 
 
@@ -349,7 +365,11 @@ def _read_top(r: _Reader) -> None:
     for key in data:
         if key not in _TOP_KEYS:
             raise r.err(f"unknown key `{key}` (allowed: {', '.join(sorted(_TOP_KEYS))})", "", key)
+    if "module" in data and "forward" in data:
+        raise r.err("a case has either [forward] or [module] (a module is its own forward)", "module")
     for required in ("output", "inputs", "forward"):
+        if required == "forward" and "module" in data:
+            continue
         if required not in data:
             raise CaseError(f"missing required key `{required}`", file=r.path, key=required, case=name)
 
@@ -386,7 +406,96 @@ def _read_constants(r: _Reader) -> None:
         r.constants[cname] = _constant(spec, cname, lambda m, k=cname: r.err(m, "constants", k))
 
 
+def _read_checks(r: _Reader) -> None:
+    """``order = 2`` and ``checks = [...]``: the check kinds this case always gets."""
+    order = r.data.get("order", 1)
+    if isinstance(order, bool) or order not in (1, 2):
+        raise r.err("`order` must be 1 or 2", "", "order")
+    checks = r.data.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise r.err("`checks` must be a list of check names", "", "checks")
+    r.order = order
+    if not checks:
+        return
+    from ._kinds import parse_checks  # the kinds build on the engine, which builds on cases
+
+    try:
+        r.checks = parse_checks(checks)
+    except ValueError as exc:
+        raise r.err(f"`checks`: {exc}", "", "checks") from None
+
+
+def _module_factory(r: _Reader, table: str) -> Any:
+    """Import a module factory, call it (under its `seed`), and return the module."""
+    spec = r.data[table]
+    if not isinstance(spec, dict) or "callable" not in spec:
+        raise r.err(f'[{table}] needs `callable = "package.module:factory"`, a function returning an nn.Module', table)
+    extra = set(spec) - _MODULE_KEYS
+    if extra:
+        first = sorted(extra)[0]
+        raise r.err(f"unknown key `{first}` in [{table}] (allowed: {', '.join(sorted(_MODULE_KEYS))})", table, first)
+    call = r.call(table, table, [], r.all_names) if "args" not in spec or table == "module" else None
+    if call is None:
+        raise r.err(f"[{table}] takes no `args`: the module's inputs are those of [module]", table, "args")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise r.err("`seed` must be an integer", table, "seed")
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = call.fn(**call.kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's factory
+        raise r.err(f"the factory `{call.target}` raised {type(exc).__name__}: {exc}", table, "callable") from None
+    if not isinstance(module, torch.nn.Module):
+        raise r.err(
+            f"the factory `{call.target}` returned a {type(module).__name__}, not an nn.Module", table, "callable"
+        )
+    return module
+
+
+def _read_module(r: _Reader) -> None:
+    """[module]: a factory returning an nn.Module; its parameters join the inputs."""
+    if "module" not in r.data:
+        return
+    import torch
+
+    from ._modules import module_case  # modules build on cases
+
+    module = _module_factory(r, "module")
+    reference = None
+    if "reference" in r.data:
+        if not isinstance(r.data["reference"], dict) or "callable" not in r.data["reference"]:
+            raise r.err("a module's [reference] is a module too: `callable` names its factory", "reference")
+        reference = _module_factory(r, "reference")
+    args = r.data["module"].get("args", [*r.inputs, *r.constants])
+    unknown = [a for a in args if a not in r.all_names] if isinstance(args, list) else [args]
+    if unknown:
+        raise r.err(f"`args` must name inputs and constants; `{unknown[0]}` is neither", "module", "args")
+    values = {n: torch.tensor(np.asarray(r.inputs[n] if n in r.inputs else r.constants[n])) for n in args}
+    try:
+        case = module_case(
+            module,
+            values,
+            reference=reference,
+            name=r.name,
+            file=r.path,
+            line=r.lines.line("module", "callable"),
+            target=r.data["module"]["callable"],
+            outputs=r.outputs,
+            upstreams={o: None for o in r.outputs},
+            positional=True,
+        )
+    except CaseError as exc:
+        raise r.err(exc.message, "module") from None
+    r.inputs, r.constants = dict(case.inputs), dict(case.constants)
+    r.forward, r.reference, r.backward = case.forward, case.reference, case.backward
+
+
 def _read_forward(r: _Reader) -> None:
+    if r.forward is not None:  # a [module]
+        return
     fsec = r.section("forward")
     if isinstance(fsec, dict) and "callable" in fsec:
         r.forward = Forward(None, r.call("forward", "forward", r.all_names, r.all_names), r.outputs, r.constants)
@@ -399,7 +508,7 @@ def _read_forward(r: _Reader) -> None:
 
 
 def _read_reference(r: _Reader) -> None:
-    if "reference" not in r.data:
+    if "reference" not in r.data or "module" in r.data:  # a module's reference is a module: read with it
         return
     rsec = r.section("reference")
     if isinstance(rsec, dict) and "callable" in rsec:
@@ -436,9 +545,10 @@ def _read_backward(r: _Reader) -> None:
     assert forward is not None
     douts = [f"d{o}" for o in r.outputs]
     inputs = tuple(r.inputs)
-    if forward.call is not None and forward.call.is_function:
+    if forward.call is not None and forward.call.brings_backward:
         if "backward" in r.data:
-            raise r.err("a torch.autograd.Function brings its own backward: remove [backward]", "backward")
+            what = "torch.autograd.Function" if forward.call.is_function else "module built on autograd.Functions"
+            raise r.err(f"a {what} brings its own backward: remove [backward]", "backward")
         r.backward = Backward(None, None, inputs, r.outputs, forward, r.constants)
         return
     if "backward" not in r.data:
@@ -467,6 +577,30 @@ def _read_backward(r: _Reader) -> None:
             "program",
         )
     r.backward = Backward(bprog, None, inputs, r.outputs, forward, r.constants)
+
+
+def _read_backward2(r: _Reader) -> None:
+    """[backward2]: the derivative of every d<input> along a direction v (one v<input> per
+    input), assigned to hv<input>: a hand-written Hessian-vector product, the manual source of
+    the second-order check."""
+    if "backward2" not in r.data:
+        return
+    backward = r.backward
+    if backward is None or backward.program is None:
+        raise r.err("[backward2] differentiates a [backward] program: the case needs one", "backward2")
+    assert r.forward is not None
+    directions = [f"v{n}" for n in r.inputs]
+    clash = [d for d in directions if d in set(r.program_names) | set(r.forward.assigned) | set(backward.assigned)]
+    if clash:
+        raise r.err(f"[backward2] names its directions v<input>, and `{clash[0]}` is taken", "backward2")
+    known = [*r.program_names, *r.forward.assigned, *(f"d{o}" for o in r.outputs), *backward.assigned, *directions]
+    static = [*r.integers, *(r.forward.program.integers if r.forward.program else ())]
+    prog = r.program("backward2", known, static)
+    missing = [n for n in r.inputs if f"hv{n}" not in prog.assigned]
+    if missing:
+        names = ", ".join(f"`hv{n}`" for n in missing)
+        raise r.err(f"the [backward2] program must assign {names} (H v for each input)", "backward2", "program")
+    r.backward2 = prog
 
 
 def _read_expect(r: _Reader) -> None:
@@ -525,10 +659,13 @@ _SECTIONS = (
     _read_output,
     _read_inputs,
     _read_constants,
+    _read_checks,
+    _read_module,
     _read_forward,
     _read_reference,
     _read_upstream,
     _read_backward,
+    _read_backward2,
     _read_expect,
     _read_sweep,
     _read_description,

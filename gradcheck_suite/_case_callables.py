@@ -127,6 +127,21 @@ def _from_library(value: Any, backend: Backend) -> Any:
     return backend.asarray(value)
 
 
+def _real_gradient(value: Any, name: str, call: CallTarget) -> None:
+    """A gradient of real inputs is real and floating-point: converting a complex one would drop
+    its imaginary part silently, an integer or boolean one hides a wrong dtype."""
+    if isinstance(value, torch.Tensor):
+        kind = "c" if value.is_complex() else ("f" if value.is_floating_point() else "i")
+        dtype: Any = value.dtype
+    else:
+        arr = np.asarray(value)
+        kind, dtype = arr.dtype.kind, arr.dtype
+    if kind == "c":
+        raise call.error(f"returned {name} as complex values ({dtype}); a gradient of real inputs is real")
+    if kind != "f":
+        raise call.error(f"returned {name} as {dtype}, not floating-point values")
+
+
 @dataclass(frozen=True)
 class CallTarget:
     """A callable named by a case file (or handed to :func:`gradcheck_suite.check`), with how
@@ -147,10 +162,22 @@ class CallTarget:
     keywords: bool = False
     vmap: bool = False
     analytic: bool = False
+    # Autograd through it runs hand-written backwards (an nn.Module built on custom
+    # autograd.Functions): like an autograd.Function, its own backward is the manual source.
+    own_backward: bool = False
+    # False: autograd differentiates the case's reference instead (check(fn, reference=...)).
+    autograd: bool = True
+    # False: forward-mode AD cannot go through it (a module's custom Functions define no jvp).
+    forward_ad: bool = True
 
     @property
     def is_function(self) -> bool:
         return is_autograd_function(self.fn)
+
+    @property
+    def brings_backward(self) -> bool:
+        """Its own backward (an autograd.Function's, a module's custom layers') is the manual source."""
+        return self.is_function or self.own_backward
 
     def error(self, message: str) -> CaseError:
         return CaseError(
@@ -272,7 +299,7 @@ class Forward:
         if self.program is not None:
             return True
         assert self.call is not None
-        return self.call.array == "torch" and not self.call.is_function
+        return self.call.array == "torch" and not self.call.brings_backward and self.call.autograd
 
     @property
     def label(self) -> str:
@@ -295,7 +322,9 @@ class Forward:
             raise call.error(str(exc)) from None
         if call.keywords:
             result = call.invoke([], dict(zip(call.args, args, strict=True)))
-            _one_real_tensor(result, call, backend)
+            several = len(self.outputs) > 1 and isinstance(result, (tuple, list))
+            for part in result if several else (result,):
+                _one_real_tensor(part, call, backend)
         else:
             result = call.invoke(args)
         names = list(self.outputs)
@@ -342,6 +371,8 @@ class Backward:
         if self.call is not None:
             return self.call.target
         assert self.forward.call is not None
+        if self.forward.call.own_backward:
+            return f"{self.forward.call.target}'s custom backward"
         return f"{self.forward.call.target}.backward"
 
     def with_constants(self, constants: Mapping[str, Constant], forward: Forward) -> Backward:
@@ -376,6 +407,8 @@ class Backward:
             else:
                 result = call.invoke(args)
             grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
+            for k, v in grads.items():
+                _real_gradient(v, k, call)
         return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
 
     def _autograd_function(self, env: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
@@ -399,7 +432,7 @@ class Backward:
 
         leaves = {n: tensor(env[n]).clone().requires_grad_(True) for n in self.inputs}
         args = [leaves[n] if n in leaves else _to_library(env[n], "torch") for n in call.args]
-        result = call.invoke(args)
+        result = call.invoke([], dict(zip(call.args, args, strict=True))) if call.keywords else call.invoke(args)
         outs = _split(result, list(self.outputs), call, "outputs")
         pairs = [
             (outs[o], tensor(env[f"d{o}"]))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,9 @@ def _run(args: argparse.Namespace) -> int:
             stored,
             max_growth=args.max_growth,
             file=str(args.baseline),
-            in_scope=baseline.scope(args.paths, args.pattern, options.device, _dtypes_ran(options, report)),
+            in_scope=baseline.scope(
+                args.paths, args.pattern, options.device, _dtypes_ran(options, report), _kinds_made(options, data)
+            ),
         )
         data["baseline"] = comparison.to_dict()
         print("\n".join(comparison.lines()))
@@ -168,6 +171,12 @@ def _dtypes_ran(options: RunOptions, report: Report) -> str:
     """The run's dtype, and the cases' own where they chose (a case file's `dtype`)."""
     ran = dict.fromkeys([options.dtype, *(r.dtype for r in report.results)] if options.case_dtype else [options.dtype])
     return ",".join(ran)
+
+
+def _kinds_made(options: RunOptions, data: dict[str, Any]) -> set[str]:
+    """The check kinds a run made or asked for: a baseline's other kinds are out of its scope."""
+    asked = {"order1", *options.checks, *(["order2"] if options.order >= 2 else [])}
+    return asked | {str(c.get("kind", "order1")) for c in data["cases"]}
 
 
 def _baseline_save(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ source. This adds the comparison across devices: the manual and the autograd gra
 device against the same source on the reference device (the CPU where it ran, else the first),
 element by element, within the sum of the two sides' tolerances:
 
-* float64 and float32: each side's rounding bound, ``ROUNDING eps(dtype) (|g| + S)`` plus twice
-  its measured rounding (the rule the three-way check applies to an analytic pair);
+* float64 and float32: each side's rounding bound, as the three-way check bounds an analytic
+  source (:func:`gradcheck_suite._compare.analytic_bound`);
 * bfloat16, float16 and TF32: each side's low-precision tolerance around its float64 truth
   (``k max(rho, u) (|t| + s) + u |t|``, :mod:`gradcheck_suite._lowprecision`).
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._compare import MEASURED, ROUNDING, gradient_scale
+from ._compare import analytic_bound, gradient_scale
 from ._lowprecision import manual_tolerance
 from ._sources import Gradients
 
@@ -74,13 +74,7 @@ def _tolerance(r: CaseResult, g: Gradients, name: str) -> np.ndarray:
         auto = r.sources.get("autograd")
         if auto is not None and auto.reference is not None:
             return manual_tolerance(name, auto, g, settings)
-    values = g.values[name]
-    scale = gradient_scale(list(r.sources.values()))
-    eps = float(np.finfo(np.dtype(g.dtype)).eps) if g.dtype in ("float64", "float32") else 0.0
-    bound = ROUNDING * eps * (np.abs(np.nan_to_num(values, posinf=0, neginf=0)) + scale)
-    if g.reference is not None:
-        measured = np.abs(values - g.reference[name])
-        bound = bound + MEASURED * np.where(np.isfinite(measured), measured, 0.0)
+    bound, _ = analytic_bound(g, name, g.values[name], gradient_scale(list(r.sources.values())))
     if g.allowance is not None:
         bound = bound + g.allowance[name]
     return bound

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ._case import Case, load_cases
-from ._compare import InputResult, gradient_scale, judge_input
+from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
 from ._device_compare import DeviceComparison, compare_devices
 from ._devices import device_names, get_device, source_context
 from ._dtypes import round_to
@@ -19,6 +20,7 @@ from ._errors import CaseError, UsageError
 from ._lowprecision import judge_low_precision, measure_reference
 from ._nondeterminism import judge_spread, repeated
 from ._progress import progress_bar
+from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._settings import CheckSettings, resolve
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
@@ -28,10 +30,12 @@ from ._sources.numeric import (
     DEFAULT_ELEMENTS,
     DEFAULT_MAX_MEMORY,
     NumericSettings,
+    PointRounding,
     Progress,
     numeric_gradients_at,
     resolve_mode,
 )
+from ._sources.numeric.runner import collect_notes
 
 __all__ = [
     "RunOptions",
@@ -58,6 +62,8 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    order: int = 1  # 2: also second order (gradcheck_suite._kinds)
+    checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
     # issue 12 (gradcheck_suite._settings): None takes the case file's value, else the default
     k: float | None = None
     repeat: int | None = None
@@ -102,6 +108,10 @@ class CaseResult:
     samples: SampleSummary | None = None
     seconds: float = 0.0
     mode: str = "full"  # the numeric check that ran: full, sample or projection
+    # which check this is: "" for first-order gradients, else a check kind (gradcheck_suite._kinds)
+    kind: str = ""
+    notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
+    check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
 
     @property
@@ -212,6 +222,78 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
             )
 
 
+# The referee recomputes at most this many disputed elements per input and point (a sample
+# of a large input's): each costs eight evaluations of the forward at 50 and 70 digits.
+REFEREE_ELEMENTS = 32
+
+
+def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
+    """A callable forward gives the same outputs twice at the same point; else every
+    difference quotient measures its randomness, not its slope."""
+    if case.forward.program is not None:
+        return  # programs have no random draws
+    with np.errstate(all="ignore"):
+        first, second = run_forward(case, point), run_forward(case, point)
+    for o in case.outputs:
+        a = np.asarray(first[o], dtype=np.float64)
+        b = np.asarray(second[o], dtype=np.float64)
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            gap = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("nan")
+            raise case.error(
+                f"nondeterministic forward: two evaluations of `{case.forward.label}` at the same point give"
+                f" different `{o}` (largest difference {gap:.3g}); an unseeded random draw (dropout without a"
+                " seed or a fixed mask?) makes every gradient check meaningless: seed it, or pass the mask as a"
+                " constant",
+                key="forward",
+            )
+
+
+# Two implementations of one function differ by their rounding; a different function differs
+# by far more. Relative to the output's scale (float64), this leaves room for forwards that
+# cancel (a variance as E[x^2] - E[x]^2 loses 1e6 ulps near 1000) and still catches a wrong
+# axis or a dropped term.
+FORWARD_AGREEMENT = 1e-8
+
+
+def _check_reference(case: Case, point: Mapping[str, np.ndarray]) -> list[str]:
+    """A forward callable and a separate [reference] must compute the same function before
+    their gradients can be compared: a mismatch is a failure of its own."""
+    ref = case.reference
+    if ref is None or case.autograd_forward is not ref:
+        return []
+    from ._backends import TorchBackend
+
+    with np.errstate(all="ignore"):
+        mine = run_forward(case, point)
+        be = TorchBackend()
+        with torch.no_grad():
+            theirs = ref.run({k: be.asarray(v) for k, v in point.items()}, be)
+    failures = []
+    for o in case.outputs:
+        a = np.asarray(mine[o], dtype=np.float64)
+        t = theirs[o]
+        b = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` has shape {a.shape} and {b.shape}"
+            )
+            continue
+        scale = float(np.max(np.abs(a), initial=0.0))
+        diff = np.abs(a - b)
+        bad = ~(diff <= FORWARD_AGREEMENT * (np.abs(a) + np.abs(b) + scale))
+        if bad.any():
+            worst = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), 0.0))), a.shape)
+            failures.append(
+                f"the forward `{case.forward.label}` and the reference `{ref.label}` compute different functions:"
+                f" output `{o}` differs at {int(bad.sum())} of {a.size} element(s), max difference"
+                f" {float(np.nanmax(np.where(bad, diff, 0.0))):.3g} at {list(int(i) for i in worst)}"
+                f" ({float(a[worst]):.6g} against {float(b[worst]):.6g})"
+            )
+    return failures
+
+
 def _check_point(
     case: Case,
     point: dict[str, np.ndarray],
@@ -219,28 +301,92 @@ def _check_point(
     settings: CheckSettings,
     numeric: Gradients,
     where: str,
+    bounds: ProgramBounds | None = None,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
     dtype, device, n, tol = settings.dtype, options.device, settings.repeat, settings.nondet_tol
+    # the programs' rounding bounds are the float rule's; the low-precision rule measures instead
+    bounds = None if settings.low_precision else bounds
+    u = unit_roundoff(dtype) if bounds is not None else 0.0
     with source_context(get_device(device), settings.tf32):
         if case.backward is not None:
-            results.append(repeated(lambda: manual_gradients(case, point, dtype, device), n, tol))
+            manual = repeated(lambda: manual_gradients(case, point, dtype, device), n, tol)
+            if bounds is not None and bounds.manual is not None:
+                manual.rounding = {k: u * v for k, v in bounds.manual.items()}
+            results.append(manual)
         if case.autograd_forward is not None:  # else checked two ways; case.notes says so
-            results.append(repeated(lambda: autograd_gradients(case, point, dtype, device), n, tol))
+            autograd = repeated(lambda: autograd_gradients(case, point, dtype, device), n, tol)
+            if bounds is not None and bounds.autograd is not None:
+                autograd.rounding = {k: u * v for k, v in bounds.autograd.items()}
+            results.append(autograd)
+        if settings.low_precision and case.autograd_forward is not None:
+            measure_reference(case, point, results[-1], dtype, device)
     results.append(numeric)
     sources = {r.source: r for r in results}
-    if settings.low_precision and "autograd" in sources:
-        with source_context(get_device(device), settings.tf32):
-            measure_reference(case, point, sources["autograd"], dtype, device)
     if settings.low_precision:
         inputs = [judge_low_precision(name, results, settings) for name in point]
     else:
         scale = gradient_scale(results)
-        inputs = [judge_input(name, results, dtype, scale) for name in point]
+        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name)) for name in point]
     if n > 1:
         inputs = [judge_spread(i, sources, settings.nondet_tol) for i in inputs]
     return inputs, sources
+
+
+def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
+    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+    # the referee's own rule (referee_available), without importing mpmath for every case
+    if case.forward.program is None:
+        return None
+
+    def decide(flat: np.ndarray) -> RefereeAnswer | None:
+        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
+        from ._sources.numeric.referee import referee_backward, referee_gradient
+
+        chosen = flat[:REFEREE_ELEMENTS]
+        try:
+            truth = referee_gradient(case, point, {name: chosen})
+        except CaseError:
+            return None
+        values = truth.values[name].reshape(-1)[chosen]
+        errors = truth.error[name].reshape(-1)[chosen]
+        kinked = truth.kinks[name].reshape(-1)[chosen]
+        # on a kink there is no true gradient to decide with
+        errors = np.where(kinked, np.inf, errors)
+        answer = RefereeAnswer(values, errors, truth.digits)
+        if case.backward is not None and case.backward.program is not None:
+            try:
+                formula = referee_backward(case, point, truth.digits)
+            except CaseError:
+                return answer
+            answer.formula = formula.values[name].reshape(-1)[chosen]
+            answer.formula_error = formula.error[name].reshape(-1)[chosen]
+        return answer
+
+    return decide
+
+
+def _bounds(case: Case, points: list[dict[str, np.ndarray]]) -> list[ProgramBounds | None]:
+    """The rounding bounds of the case's programs at every point (None where there are none)."""
+    if case.forward.program is None and (case.autograd_forward is None or case.autograd_forward.program is None):
+        return [None] * len(points)
+    return [program_bounds(case, p) for p in points]
+
+
+def _numeric_rounding(case: Case, bounds: list[ProgramBounds | None]) -> list[PointRounding] | None:
+    """What the numeric source needs of the bounds: phi's rounding in float64 (it always runs
+    in float64) and the derivative's, at every point; None unless the forward is a program."""
+    if case.forward.program is None or not bounds:
+        return None
+    u = unit_roundoff("float64")
+    out = []
+    for b in bounds:
+        if b is None or b.phi is None:
+            return None
+        derivative = None if b.derivative is None else {k: u * v for k, v in b.derivative.items()}
+        out.append(PointRounding(u * b.phi, derivative))
+    return out
 
 
 def _sample_where(case: Case, k: int, point: Mapping[str, np.ndarray]) -> str:
@@ -304,11 +450,15 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
     numeric_settings = _numeric_settings(case, options, progress)
     _check_forward(case, points[0])
+    _check_deterministic(case, points[0])
+    forward_failures = _check_reference(case, points[0])
+    bounds = _bounds(case, points)
     # every point's perturbations go through the forward program together, chunked by memory
-    numerics = numeric_gradients_at(case, points, numeric_settings)
+    with collect_notes() as notes:
+        numerics = numeric_gradients_at(case, points, numeric_settings, _numeric_rounding(case, bounds))
     for k, point in enumerate(points):
         where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, settings, numerics[k], where)
+        inputs, sources = _check_point(case, point, options, settings, numerics[k], where, bounds[k])
         verdict, _ = _verdict(inputs)
         counts[verdict] += 1
         bad = _badness(inputs)
@@ -321,9 +471,11 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         odd = _verdict(inputs)[1] if verdict == "fail" else None
     else:
         verdict, odd = _verdict(inputs)
-    expect_failures = check_expectations(case)
+    expect_failures = forward_failures + check_expectations(case)
     if expect_failures:
         verdict = "fail"
+    if forward_failures:
+        odd = None  # autograd differentiated another function: no gradient is to blame
     return CaseResult(
         case=case,
         device=options.device,
@@ -337,6 +489,7 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
         samples=SampleSummary(len(points), counts, worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=numeric_settings.mode,
+        notes=notes,
         settings=settings,
     )
 
@@ -392,11 +545,15 @@ def available_devices(device: str) -> tuple[list[str], dict[str, str]]:
 def _check_on_devices(
     case: Case, options: RunOptions, devices: list[str], progress: Progress | None
 ) -> tuple[list[CaseResult], list[CaseError]]:
+    """The case on each device: its first-order result, then the check kinds asked for."""
     results: list[CaseResult] = []
     errors: list[CaseError] = []
     for device in devices:
         try:
-            results.append(check_case(case, replace(options, device=device), progress))
+            on_device = replace(options, device=device)
+            first = check_case(case, on_device, progress)
+            results.append(first)
+            results.extend(kinds_of(case, on_device, first))
         except CaseError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
@@ -407,6 +564,21 @@ def _check_on_devices(
             error.message = f"on {device}: {error.message}"
         errors.append(error)
     return results, errors
+
+
+def kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
+    """The further check kinds (second order, forward mode, ...) the options or the case ask for."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []  # and the kinds (torch.func, forward AD) are never imported
+    if first.settings is not None and first.settings.low_precision:
+        raise case.error(
+            f"the further checks (second order, forward mode, --checks) run in float64 and float32, not in"
+            f" {first.settings.label}: ask for them in a float64 or float32 run",
+            key="checks",
+        )
+    from ._kinds import check_kinds  # here: the kinds build on this module's check_case
+
+    return check_kinds(case, options, first)
 
 
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
@@ -430,7 +602,8 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
         done, failed = _check_on_devices(item, options, devices, bar.evaluations if bar.enabled else None)
         results += done
         errors += failed
-        if len(done) > 1:
-            comparisons.append(compare_devices(done))
+        firsts = [r for r in done if not r.kind]  # devices are compared on first-order gradients
+        if len(firsts) > 1:
+            comparisons.append(compare_devices(firsts))
     bar.close()
     return Report(results, errors, options, time.perf_counter() - start, unavailable, comparisons)

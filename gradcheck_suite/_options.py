@@ -64,6 +64,21 @@ def _tolerance(text: str) -> float:
     return tol
 
 
+def _order(text: str) -> int:
+    if str(text).strip() not in ("1", "2"):
+        raise argparse.ArgumentTypeError(f"order must be 1 or 2, not {text!r}")
+    return int(text)
+
+
+def _checks(text: str) -> tuple[str, ...]:
+    from ._kinds import parse_checks  # the kinds build on the engine, which this module imports
+
+    try:
+        return parse_checks([c.strip() for c in str(text).split(",") if c.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # RunOptions field and, unless ``long`` says otherwise, the long name ('-' for '_')
@@ -151,6 +166,19 @@ OPTIONS: tuple[Option, ...] = (
         "float32 on CUDA with TF32 matmuls and convolutions, judged by the low-precision rule",
         False,
         switch=True,
+    ),
+    Option(
+        "order",
+        "2: also check second order, Hessian-vector products three ways (what gradgradcheck checks)",
+        1,
+        _order,
+    ),
+    Option(
+        "checks",
+        "further checks, comma-separated: forward (jvp), fwd-over-rev, batched (the backward under vmap),"
+        " undefined (None output gradients), dtypes (of the gradients), noncontiguous; or all",
+        (),
+        _checks,
     ),
 )
 

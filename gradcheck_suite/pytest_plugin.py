@@ -4,6 +4,9 @@ Case files. Every ``*.toml`` file under the paths of the ``gradcheck_paths`` ini
 ``--gradcheck PATH`` is collected as one test file, in the manner of the pytest docs'
 "specifying tests in YAML files" example: one item per case x device x dtype, named
 ``<case>[<device>-<dtype>]`` (``product[cpu-float64]``), so ``-k`` and node ids select them.
+Each further check kind asked for (``--gradcheck-order 2``, ``--gradcheck-checks``, or the case
+file's ``order``/``checks``) that applies to the case is one more item,
+``<case>[<device>-<dtype>-<kind>]`` (``product[cpu-float64-order2]``).
 Other ``.toml`` files (``pyproject.toml``) are never touched. When pytest was started without
 explicit test paths (it used ``testpaths`` or the current directory) the ``gradcheck_paths``
 are added to what it collects; ``--gradcheck PATH`` is always added.
@@ -35,7 +38,7 @@ import pytest
 import torch
 
 from ._case import Case, load_case
-from ._check import CheckResult, GradientCheckFailed, check
+from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._devices import get_device
 from ._engine import CaseResult, Report, RunOptions, check_case
 from ._errors import CaseError, UsageError
@@ -169,6 +172,18 @@ class CaseFile(pytest.File):
                 dtype = asked or case.settings.dtype or "float64"
                 options = replace(state.base, device=device, dtype=dtype, case_dtype=False)
                 yield CaseItem.from_parent(self, name=f"{case.name}[{device}-{dtype}]", case=case, options=options)
+                for kind in _kinds(case, options):
+                    name = f"{case.name}[{device}-{dtype}-{kind}]"
+                    yield CaseItem.from_parent(self, name=name, case=case, options=options, kind=kind)
+
+
+def _kinds(case: Case, options: RunOptions) -> list[str]:
+    """The check kinds asked for that apply to ``case`` (each one more item)."""
+    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
+        return []
+    from ._kinds import applicable, requested  # the kinds load torch.func: only when asked for
+
+    return [k for k in requested(case, options) if applicable(case, k, options) is None]
 
 
 def _skip(reason: str) -> NoReturn:
@@ -187,10 +202,11 @@ def _cuda_missing(device: str) -> str | None:
 class CaseItem(pytest.Item):
     """A case checked on one device in one dtype."""
 
-    def __init__(self, *, case: Case, options: RunOptions, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, options: RunOptions, kind: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
         self.options = options
+        self.kind = kind  # "" for first-order gradients, else a check kind
         self.add_marker("gradcheck")
         missing = _cuda_missing(options.device)
         if missing:
@@ -199,7 +215,12 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
         try:
-            result = check_case(self.case, self.options)
+            if self.kind:
+                from ._kinds import check_kind
+
+                result = check_kind(self.case, self.options, self.kind)
+            else:
+                result = check_case(self.case, self.options)
         except CaseError as exc:
             # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
             # shape) fails with the engine's located message.
@@ -228,12 +249,13 @@ class CaseItem(pytest.Item):
 
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
-    """``gradcheck(fn, inputs, *, backward=None, upstream=None, **options)``: run
-    :func:`gradcheck_suite.check` and fail the test with the disagreement tables unless all
-    sources agree; an inconclusive check skips the test with its reason. Device, dtype and
-    numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype`` value
-    and ``--gradcheck-numeric`` (likewise max-memory, mode, elements, directions). Returns
-    the :class:`CheckResult` of a pass."""
+    """``gradcheck(fn, inputs, *, backward=None, reference=None, upstream=None, **options)``:
+    run :func:`gradcheck_suite.check` (:func:`gradcheck_suite.check_module` when ``fn`` is an
+    ``nn.Module``) and fail the test with the disagreement tables unless all sources agree, in
+    every check kind asked for; an inconclusive check skips the test with its reason. Device,
+    dtype and numeric method default to the first ``--gradcheck-device``/``--gradcheck-dtype``
+    value and ``--gradcheck-numeric`` (likewise max-memory, mode, elements, directions, order
+    and checks). Returns the :class:`CheckResult` of a pass."""
     state = request.config.stash[_STATE]
     defaults: dict[str, Any] = {
         "device": state.base.device,
@@ -243,19 +265,25 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         "mode": state.base.mode,
         "elements": state.base.elements,
         "directions": state.base.directions,
+        "order": state.base.order,
+        "checks": state.base.checks,
         "tf32": state.base.tf32,
     }
     for key in ("k", "repeat", "nondet_tol"):  # unset: check()'s own defaults
         if getattr(state.base, key) is not None:
             defaults[key] = getattr(state.base, key)
 
-    def run(fn: Callable[..., torch.Tensor], inputs: Any, **kwargs: Any) -> CheckResult:
+    def run(fn: Any, inputs: Any, **kwargs: Any) -> CheckResult:
         options = {**defaults, **kwargs}
         missing = _cuda_missing(str(options["device"]))
         if missing:
             _skip(missing)
-        result = check(fn, inputs, **options)
-        state.results.append(result)
+        if isinstance(fn, torch.nn.Module):
+            result = check_module(fn, inputs, **options)
+        else:
+            result = check(fn, inputs, **options)
+        state.results.append(result.first())
+        state.results.extend(result.kinds)
         if result.verdict == "fail":
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict == "inconclusive":

@@ -70,25 +70,57 @@ def test_drift_fails_with_case_input_and_growth_and_restoring_passes(
     assert status == 0 and "REGRESSION" not in out and "no regression" in out
 
 
-def test_a_drift_that_still_passes_is_caught_by_growth_alone(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A baseline can catch what the check alone lets through: a drift inside the tolerance."""
+DRIFT_MODULE = """
+SCALE = 1.0
+
+def forward(x, y):
+    return x * y
+
+def backward(dout, x, y):
+    return dout * y * SCALE, dout * x
+"""
+
+DRIFT_CASE = """
+name = "drift"
+output = "out"
+[inputs]
+x = -3.0
+y = 4.0
+[forward]
+callable = "drift_layer:forward"
+[backward]
+callable = "drift_layer:backward"
+"""
+
+
+def test_a_drift_that_still_passes_is_caught_by_growth_alone(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A baseline can catch what the check alone lets through: a drift inside the tolerance.
+
+    Checked two ways (a numpy forward, no reference), the manual-numeric pair's tolerance is
+    4 times the numeric error estimate, while the baseline's growth floor is the estimate
+    itself: a drift of 2.5 floors passes the check and grows 2.5x."""
+    (project / "drift_layer.py").write_text(DRIFT_MODULE)
+    (project / "cases" / "drift.toml").write_text(DRIFT_CASE)
+    monkeypatch.syspath_prepend(str(project))
     assert main(["baseline", "save", "base.json"]) == 0
-    case = project / "cases" / "product.toml"
-    # dx = -3 off by 1.35e-13: inside the check's tolerance (about 128 eps (|g| + S) = 2e-13)
-    # but 2.4x the growth floor 64 eps S = 5.7e-14 (S = 4), where the baseline's difference was 0.
-    text = case.read_text()
-    assert "dx = y * dz" in text and "\ndx = -3\n" in text
-    # (and without the notebook's printed dx = -3, which would catch it as an expected value)
-    case.write_text(text.replace("dx = y * dz", "dx = (1 + 4.5e-14) * y * dz").replace("\ndx = -3\n", "\n"))
+    saved = json.loads((project / "base.json").read_text())
+    entry = next(c for c in saved["cases"] if c["case"] == "drift")
+    x = next(i for i in entry["inputs"] if i["name"] == "x")
+    floor = baseline.growth_floor("float64", json_report.to_float(entry["gradient_scale"]), x["numeric_error"])
+    import drift_layer  # type: ignore[import-not-found]
+
+    monkeypatch.setattr(drift_layer, "SCALE", 1 + 2.5 * floor / 4.0)  # dx = 4: off by 2.5 floors
     capsys.readouterr()
-    status, out, _ = run(capsys, "--baseline", "base.json", "-k", "product", "--max-growth", "2")
+    status, out, _ = run(capsys, "--baseline", "base.json", "-k", "drift", "--max-growth", "2")
     assert status == 1
     assert "FAIL" not in out  # the check itself passes
-    m = re.search(r"REGRESSION product\[cpu-float64\] input x: manual-autograd difference grew (\S+)x", out)
+    m = re.search(r"REGRESSION drift\[cpu-float64\] input x: manual-numeric difference grew (\S+)x", out)
     assert m, out
     assert 2 < float(m.group(1)) < 3
     # the default factor leaves it alone: it is still within a few times the rounding noise
-    status, out, _ = run(capsys, "--baseline", "base.json", "-k", "product")
+    status, out, _ = run(capsys, "--baseline", "base.json", "-k", "drift")
     assert status == 0, out
 
 
@@ -235,7 +267,7 @@ def _write(path: Path, data: Any) -> Path:
         ("{ not json", "is not a baseline: not JSON"),
         ({"cases": []}, 'is not a baseline: not a gradcheck-suite report (no "schema"'),
         ("<?xml version='1.0'?><testsuites/>", "is not a baseline: not JSON"),
-        ({"schema": "gradcheck-suite/report", "version": 99, "cases": []}, "reads version 2"),
+        ({"schema": "gradcheck-suite/report", "version": 99, "cases": []}, "reads version 3"),
         ({"schema": "gradcheck-suite/report", "version": 1, "cases": [{"case": "c"}]}, "cases[0] lacks"),
     ],
 )

@@ -165,12 +165,21 @@ def test_backward_with_the_wrong_shape_is_an_error() -> None:
         check(lambda x: x.sum(), {"x": [1.0, 2.0]}, backward=lambda g, x: g.reshape(1))
 
 
-def test_a_function_vmap_cannot_batch_is_an_error_saying_so() -> None:
+def test_a_function_vmap_cannot_batch_falls_back_to_a_loop_and_says_so() -> None:
+    # .item() detaches: autograd sees x * const, the numeric source the true x * sum(x)
     def uses_item(x: torch.Tensor) -> torch.Tensor:
         return x * float(x.sum().item())
 
-    with pytest.raises(CaseError, match=r"`uses_item`: raised RuntimeError under torch.func.vmap"):
-        check(uses_item, {"x": [1.0, 2.0]})
+    r = check(uses_item, {"x": [1.0, 2.0]})
+    assert r.verdict == "fail"
+    numeric = r.inputs[0].grads["numeric"]
+    # the loop evaluated the real function, sum(x * sum(x)) = sum(x)^2: d/dx_i = 2 sum(x) = 6
+    assert numeric == pytest.approx([6.0, 6.0], rel=1e-10)
+    assert r.inputs[0].grads["autograd"] == pytest.approx([3.0, 3.0])
+    (note,) = [n for n in r.notes if "vmap" in n]
+    assert note.startswith("`uses_item` does not run under torch.func.vmap (RuntimeError: vmap: It looks like")
+    assert "evaluated one perturbation at a time instead" in note
+    assert note in r.explain()
 
 
 def test_bad_arguments() -> None:
@@ -182,8 +191,8 @@ def test_bad_arguments() -> None:
         check(lambda x: x, {"a b": 1.0})
     with pytest.raises(CaseError, match="NaN"):
         check(lambda x: x, {"x": float("nan")})
-    with pytest.raises(CaseError, match="one torch tensor"):
-        check(lambda x: (x, x), {"x": 1.0})  # type: ignore[arg-type, return-value]
+    with pytest.raises(CaseError, match="must return one torch tensor, not list"):
+        check(lambda x: [1.0], {"x": 1.0})  # type: ignore[arg-type, return-value]
 
 
 def test_exported_from_the_package() -> None:

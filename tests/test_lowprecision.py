@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradcheck_suite import RunOptions, UsageError, check, check_case, load_case, run
+from gradcheck_suite import CaseError, RunOptions, UsageError, check, check_case, load_case, run
 from gradcheck_suite._dtypes import round_to
 
 from .test_layers import LAYERS, NAMES, PROGRAM_BUGS
@@ -287,3 +287,13 @@ def test_numpy_callable_runs_in_float32_on_low_precision_values(dtype: str) -> N
         layers.conv_backward_naive = original  # type: ignore[assignment]
     assert result.verdict == "pass", result.reason
     assert seen[0] == np.float32  # the first call is the check's; a float64 rerun follows
+
+
+def test_further_check_kinds_are_refused_in_low_precision() -> None:
+    """Second order and the other kinds of issue 11 judge by the float rules: a located error in
+    bfloat16, not an internal one (main: "TypeError: data type 'bfloat16' not understood")."""
+    with pytest.raises(CaseError, match="the further checks .* run in float64 and float32, not in bfloat16"):
+        check(torch.tanh, {"x": [0.5, -1.0]}, dtype="bfloat16", order=2)
+    report = run([LAYERS / "tanh.toml"], RunOptions(dtype="float16", checks=("forward",)))
+    assert [r.verdict for r in report.results] == ["pass"]
+    assert len(report.errors) == 1 and "not in float16" in str(report.errors[0])

@@ -12,6 +12,7 @@ from gradcheck_suite import RunOptions, check_case, load_case
 from gradcheck_suite._compare import attribute, judge_input
 from gradcheck_suite._sources import Gradients
 from gradcheck_suite._sources.numeric import NumericSettings, numeric_gradients
+from gradcheck_suite._sources.numeric.steps import initial_steps
 
 from .conftest import CASES, DATA
 
@@ -94,11 +95,22 @@ def test_an_input_on_a_kink_is_inconclusive_not_fail(cli) -> None:
     assert re.search(r"^\s+y\s.*pass$", out, re.M)
 
 
-@pytest.mark.parametrize("x", [1e-9, -3e-6])
-def test_a_kink_within_the_step_is_found(x: float) -> None:
+@pytest.mark.parametrize("x", [1e-9, -3e-6, 1e-15])
+def test_a_point_near_a_kink_is_decided(x: float) -> None:
+    # relu's kink at 0 lies within the first step of a point 1e-9 away only where steps are
+    # relative to max(|x|, 1); here the step is relative to the input's own scale, and the
+    # ladder shrinks below the distance to the kink wherever it is within reach
     case = load_case(DATA / "kink_relu.toml")
     point = {"x": np.array(x), "y": np.array(0.5)}
     g = numeric_gradients(case, point, NumericSettings())
+    assert g.kinks is not None and not g.kinks["x"] and not g.kinks["y"]
+    exact = 2.5 if x > 0 else 0.5  # 2 [x > 0] + y
+    assert g.error is not None and abs(float(g.values["x"]) - exact) <= float(g.error["x"]) < 1e-9
+
+
+def test_a_point_on_a_kink_is_a_kink() -> None:
+    case = load_case(DATA / "kink_relu.toml")
+    g = numeric_gradients(case, {"x": np.array(0.0), "y": np.array(0.5)}, NumericSettings())
     assert g.kinks is not None and bool(g.kinks["x"]) and not bool(g.kinks["y"])
 
 
@@ -183,13 +195,38 @@ def test_float32_imprecision_of_a_correct_formula_is_reported_not_failed(tmp_pat
 
 @pytest.mark.parametrize("fraction", [0.02, 0.2, 0.3, 4 / 9, 9 / 19, 0.6, 0.9, 0.99])
 @pytest.mark.parametrize("side", [1.0, -1.0])
-def test_a_kink_at_any_distance_within_the_step_is_found(fraction: float, side: float) -> None:
-    # at |x| < 1 the Richardson step is h = 2^-7; 4h/9 and 9h/19 are where a test on three
-    # steps alone goes blind (see _extrapolate)
-    case = load_case(DATA / "kink_relu.toml")
-    point = {"x": np.array(side * fraction * 2.0**-7), "y": np.array(0.5)}
+def test_a_kink_at_any_distance_within_the_first_step_is_stepped_past(fraction: float, side: float) -> None:
+    # x[0] is put near relu's kink, within its first step h (relative to its input's scale,
+    # which the second element, 1, sets). A kink at any distance in
+    # (0, h] breaks the smooth model of the first ladder (at 4h/9 and 9h/19 one window alone
+    # goes blind; the other does not), and the ladders below it decide the slope exactly.
+    text = """
+name = "relu2"
+output = "f"
+[inputs]
+x = [0.0, 1.0]
+y = 0.5
+[forward]
+program = "f = sum(2 * maximum(0, x) + x * y)"
+[backward]
+program = """
+    text += '"""\ndx = where(x > 0, 2 * df, 0) + y * df\ndy = sum(x) * df\n"""\n'
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "k.toml"
+        path.write_text(text)
+        case = load_case(path)
+    # the first step of x[0]: relative to its input's scale (the rms of [~0, 1])
+    h = float(initial_steps(np.array([[0.0, 1.0]]), np.array([0]), "richardson")[0, 0])
+    point = {"x": np.array([side * fraction * h, 1.0]), "y": np.array(0.5)}
+    assert float(initial_steps(point["x"][None, :], np.array([0]), "richardson")[0, 0]) == h
     g = numeric_gradients(case, point, NumericSettings())
-    assert g.kinks is not None and bool(g.kinks["x"]) and not bool(g.kinks["y"])
+    assert g.kinks is not None and not g.kinks["x"].any()
+    exact = 2.5 if side > 0 else 0.5
+    # a kink at 0.02 h takes the ladders down to steps near 1e-6, where phi's rounding noise
+    # (about 1e-15) over the step is about 1e-9: informative, and honest
+    assert g.error is not None and abs(float(g.values["x"][0]) - exact) <= float(g.error["x"][0]) < 1e-8
 
 
 def test_smooth_callables_are_not_mistaken_for_kinks() -> None:

@@ -27,7 +27,7 @@ from .._compare import ROUNDING
 from .._engine import name_matches
 from .._errors import UsageError
 from .files import atomic_write
-from .json_report import SCHEMA_ID, SCHEMA_VERSION, case_key, dumps, number, to_float
+from .json_report import FIRST_ORDER, SCHEMA_ID, SCHEMA_VERSION, case_key, dumps, number, to_float
 
 __all__ = [
     "DEFAULT_MAX_GROWTH",
@@ -165,17 +165,23 @@ def save(data: dict[str, Any], path: Path) -> None:
     atomic_write(path, dumps(stored))
 
 
-def scope(paths: Iterable[Path], pattern: str | None, device: str, dtype: str) -> Callable[[dict[str, Any]], bool]:
-    """Which baseline cases a run covers: same device and dtype, under its paths, matching -k.
+def scope(
+    paths: Iterable[Path], pattern: str | None, device: str, dtype: str, kinds: Iterable[str] | None = None
+) -> Callable[[dict[str, Any]], bool]:
+    """Which baseline cases a run covers: same device and dtype, under its paths, matching -k,
+    and (``kinds``) of a check kind the run made.
 
     A run of one file or one -k pattern must not report every other case as missing.
     ``device`` and ``dtype`` may be comma lists (``--device cpu,cuda``; the dtypes that ran).
     """
     roots = [Path(p).resolve() for p in paths]
     devices, dtypes = set(device.split(",")), set(dtype.split(","))
+    made = None if kinds is None else set(kinds)
 
     def covered(entry: dict[str, Any]) -> bool:
         if entry.get("device") not in devices or entry.get("dtype") not in dtypes:
+            return False
+        if made is not None and entry.get("kind", FIRST_ORDER) not in made:
             return False
         if not name_matches(str(entry.get("case", "")), pattern):
             return False

@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 1. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 2. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -13,12 +13,22 @@ value there. JSON has no infinity or NaN, so a non-finite number is written as t
 A new field that old readers can ignore keeps the version; renaming or removing one, or
 changing a field's meaning, bumps it.
 
-Version 2 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
+Version 2 (issue 11) added check kinds: each case entry has ``kind`` (``"order1"`` for
+first-order gradients; ``"order2"``, ``"fwd-over-rev"``, ``"forward"``, ``"batched"``,
+``"undefined"``, ``"dtypes"``, ``"noncontiguous"``), ``check`` (what a kind compared,
+``"hessian 4x4"``; empty for first order), and ``notes`` (how the sources ran). One case may now
+have several entries, one per kind, so a case's name across reports and baselines is
+``case[device-dtype]`` for first order and ``case[device-dtype-kind]`` for the others; an
+input's ``name`` is an output's for forward mode, and its values have a leading axis (the
+directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
+reports read as version 2 with every entry of kind ``order1``.
+
+Version 3 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
 (dtype, k, repeat, nondet_tol, tf32 as resolved) and each input ``low_precision`` (null, or
 the manual source's and the reference's errors side by side); a pair may be a source with
 itself (``manual-manual``: its run-to-run spread under ``--repeat``); ``options.device`` may be a
 comma list, with ``devices`` (each case's gradients compared across devices) and
-``unavailable_devices`` (device -> why) at the top level. A version 1 baseline still reads.
+``unavailable_devices`` (device -> why) at the top level. Version 1 and 2 baselines still read.
 """
 
 from __future__ import annotations
@@ -43,10 +53,21 @@ from .._engine import CaseResult, Report
 from .._errors import CaseError
 from .._lowprecision import LowPrecisionErrors
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "case_key", "to_dict", "dumps", "environment", "load_schema", "number"]
+__all__ = [
+    "FIRST_ORDER",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "case_key",
+    "to_dict",
+    "dumps",
+    "environment",
+    "load_schema",
+    "number",
+]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+FIRST_ORDER = "order1"
 
 Number = float | str
 
@@ -65,7 +86,9 @@ def to_float(x: Number) -> float:
 
 def case_key(entry: dict[str, Any]) -> str:
     """How a case is named across reports and baselines; also its JUnit test name."""
-    return f"{entry['case']}[{entry['device']}-{entry['dtype']}]"
+    kind = entry.get("kind") or FIRST_ORDER
+    suffix = "" if kind == FIRST_ORDER else f"-{kind}"
+    return f"{entry['case']}[{entry['device']}-{entry['dtype']}{suffix}]"
 
 
 def _git_commit() -> str | None:
@@ -175,6 +198,8 @@ def _input(i: InputResult) -> dict[str, Any]:
         "numeric_error": numeric_error,
         "pairs": pairs,
         "worst": worst,
+        "referee": _referee(i),
+        "overflow": dict(i.overflow),
         "low_precision": _low_precision(i),
     }
 
@@ -235,6 +260,20 @@ def _devices(d: DeviceComparison) -> dict[str, Any]:
     }
 
 
+def _referee(i: InputResult) -> dict[str, Any] | None:
+    """What the high-precision referee decided on the disputed elements, where it was asked."""
+    ref = i.referee
+    if ref is None:
+        return None
+    return {
+        "digits": ref.digits,
+        "elements": [list(e) for e in ref.elements],
+        "wrong": {s: [list(e) for e in where] for s, where in ref.wrong.items()},
+        "truth": [number(float(v)) for v in ref.truth],
+        "sampled_out": ref.sampled,
+    }
+
+
 def _case(r: CaseResult) -> dict[str, Any]:
     samples = None
     if r.samples is not None:
@@ -253,6 +292,9 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "expect_failures": list(r.expect_failures),
         "samples": samples,
         "mode": r.mode,
+        "kind": r.kind or FIRST_ORDER,
+        "check": r.check_label,
+        "notes": list(r.notes),
         "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
     }
@@ -288,6 +330,8 @@ def to_dict(
             "mode": o.mode,
             "elements": o.elements,
             "directions": o.directions,
+            "order": o.order,
+            "checks": list(o.checks),
             "k": o.k,
             "repeat": o.repeat,
             "nondet_tol": o.nondet_tol,

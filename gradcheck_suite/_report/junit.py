@@ -1,7 +1,8 @@
 """junit.xml in the shape pytest's --junitxml writes, so any CI that shows pytest results shows these.
 
 ``testsuites > testsuite`` with ``tests``, ``failures``, ``errors``, ``skipped`` and ``time``;
-one ``testcase`` per case x device x dtype, named ``case[device-dtype]`` like a parametrised
+one ``testcase`` per case x device x dtype (and check kind: ``case[device-dtype-order2]``),
+named ``case[device-dtype]`` like a parametrised
 pytest test, with ``classname`` from the case file's path (``cases/matmul.toml`` ->
 ``cases.matmul``). A failing case carries ``<failure message=...>`` naming the worst element
 and the three sources' values there; an inconclusive one ``<skipped>`` with the reason; a case

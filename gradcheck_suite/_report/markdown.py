@@ -51,7 +51,7 @@ def render(data: dict[str, Any]) -> str:
         rows.append(
             [
                 c["case"],
-                f"{c['device']}-{c['dtype']}",
+                f"{c['device']}-{c['dtype']}" + (f"-{c['kind']}" if c.get("kind", "order1") != "order1" else ""),
                 c["verdict"].upper() if c["verdict"] != "pass" else "pass",
                 c["odd_one_out"] or "",
                 _largest_rel(c),

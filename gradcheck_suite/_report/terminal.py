@@ -66,12 +66,12 @@ def render_table(report: Report) -> str:
         for n, i in enumerate(r.inputs):
             rows.append(
                 [
-                    r.case.name if n == 0 else "",
+                    (r.case.name + (f" [{r.kind}]" if r.kind else "")) if n == 0 else "",
                     i.name,
                     format_value(i.grads.get("manual"), dtypes.get("manual", "float64")),
                     format_value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
                     _numeric_text(r, i),
-                    check_text(r, i.name),
+                    r.check_label or check_text(r, i.name),
                     f"{i.max_rel:.2e}",
                     _verdict_text(r, i) + _at_point(r, i),
                 ]
@@ -110,7 +110,8 @@ def _numeric_text(r: CaseResult, i: InputResult) -> str:
 
 def case_notes(r: CaseResult) -> list[str]:
     """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
-    notes = [*r.case.notes, *(f"FAIL {e}" for e in r.expect_failures)]
+    kind = f"[{r.kind}] " if r.kind else ""
+    notes = [*r.case.notes, *(kind + n for n in r.notes), *(f"FAIL {e}" for e in r.expect_failures)]
     if r.samples is not None:
         c = r.samples.counts
         own = ", the case file's own" if r.samples.worst == 0 else ""
@@ -118,7 +119,7 @@ def case_notes(r: CaseResult) -> list[str]:
             f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive"
             f" (table shows point {r.samples.worst}{own})"
         )
-    if "manual" not in r.sources:
+    if "manual" not in r.sources and not r.kind:  # a kind's own notes say why a source is missing
         notes.append("no backward program: checked two ways (autograd, numeric)")
     notes += spread_notes(r)
     for i in r.inputs:
@@ -126,6 +127,11 @@ def case_notes(r: CaseResult) -> list[str]:
             # worth a note once half the dtype's digits are gone (1.5e-8 in float64, 3.5e-4 in float32)
             if r.dtype in ("float64", "float32") and rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
                 notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
+        for src, count in i.overflow.items():
+            notes.append(
+                f"{src} overflows on {i.name} in {r.dtype} at {count} element(s) where its float64 rerun is finite:"
+                " those elements are judged without it"
+            )
     return notes
 
 
@@ -143,7 +149,8 @@ def render_case_detail(r: CaseResult) -> str:
     for i in r.inputs:
         if i.verdict == "pass":
             continue
-        out.append(f"\n{r.case.name} / {i.name}: {i.verdict} - {i.reason}")
+        kind = f" [{r.kind}]" if r.kind else ""
+        out.append(f"\n{r.case.name}{kind} / {i.name}: {i.verdict} - {i.reason}")
         for p in i.pairs:
             unit = "direction" if i.projections and "numeric" in (p.a, p.b) else "element"
             status = f"{p.disagree} {unit}(s) disagree" if p.disagree else "agree"

@@ -35,6 +35,10 @@ class Gradients:
     ``reference`` is the same source computed again in higher precision (float64 for a
     float32 check, long double for a float64 program where the platform has one): the
     difference is this source's own rounding error, measured rather than assumed.
+    ``rounding`` (analytic sources of programs) bounds that error per element from the
+    magnitudes of the program's intermediates (:mod:`gradcheck_suite._rounding`), absolute.
+    ``depends_on`` names hand-written backward code the source runs (an autograd.Function
+    inside the forward): such a source is not independent of the manual one.
     """
 
     source: str
@@ -48,6 +52,8 @@ class Gradients:
     reference: dict[str, np.ndarray] | None = None
     reference_dtype: str = ""
     notes: list[str] = field(default_factory=list)
+    rounding: dict[str, np.ndarray] | None = None
+    depends_on: list[str] = field(default_factory=list)
     # The check mode that produced a numeric source ("full", "sample", "projection"). A sample
     # computes only the elements ``checked`` marks (the rest are NaN); a projection computes
     # no elements, only ``projections`` per input.

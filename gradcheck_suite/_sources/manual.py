@@ -161,7 +161,16 @@ def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, device: 
     values = run_programs(case, point, dtype, device)
     grads: dict[str, np.ndarray] = {}
     for name, x in point.items():
-        g = to_float64(values[f"d{name}"])
+        g = _as_array(values[f"d{name}"])
+        if g.dtype.kind != "f":
+            # astype(float64) would drop an imaginary part, or read a mask as numbers, silently
+            what = "complex" if g.dtype.kind == "c" else f"{g.dtype} (not floating-point)"
+            raise case.error(
+                f"backward `{backward.label}` returned d{name} as {what} values; a gradient of real inputs"
+                " is a real floating-point array",
+                line=_line(backward, name),
+                key="backward",
+            )
         if g.shape != x.shape:
             if backward.call is not None or backward.program is None:
                 raise case.error(
@@ -170,11 +179,26 @@ def _gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, device: 
                     line=backward.call.line if backward.call else None,
                     key="backward",
                 )
-            line = max((s.line for s in backward.statements if s.target == f"d{name}"), default=None)
             raise case.error(
                 f"shape mismatch: `d{name}` has shape {g.shape} but input `{name}` has shape {x.shape}",
-                line=line,
+                line=_line(backward, name),
                 key="backward",
             )
-        grads[name] = g
+        grads[name] = g.astype(np.float64)
     return grads
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """A returned gradient as numpy: a floating tensor of any dtype or device through float64
+    (numpy has no bfloat16), anything else as it is, for the checks above to judge."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return to_float64(value) if value.is_floating_point() else value.numpy()
+    return np.asarray(value)
+
+
+def _line(backward: Any, name: str) -> int | None:
+    """Where ``d<name>`` comes from: the backward program's last assignment to it, or the call."""
+    if backward.program is None:
+        return backward.call.line if backward.call else None
+    return max((s.line for s in backward.statements if s.target == f"d{name}"), default=None)

@@ -1,8 +1,10 @@
 """The numeric source: finite differences (or the complex step) of the forward alone.
 
-One job per module: ``steps`` (step sizes), ``runner`` (batched evaluation of phi),
-``differences`` (stencils, extrapolation, error estimates and the kink test), ``projection``
-(directional derivatives for large inputs) and ``source`` (the check modes, the public entry).
+One job per module: ``steps`` (step sizes), ``noise`` (the rounding noise of phi, bounded or
+measured), ``runner`` (batched evaluation of phi), ``differences`` (ladders of steps read
+against their models: extrapolation, error estimates, kinks), ``elements`` (full and sample
+mode), ``projection`` (directional derivatives for large inputs), ``referee`` (the forward at
+high precision, for disputed elements) and ``source`` (the check modes, the public entry).
 """
 
 from .runner import Objective, Progress, Runner, evaluation_cost
@@ -13,6 +15,7 @@ from .source import (
     DEFAULT_MAX_MEMORY,
     MODES,
     NumericSettings,
+    PointRounding,
     numeric_gradients,
     numeric_gradients_at,
     planned_evaluations,
@@ -29,6 +32,7 @@ __all__ = [
     "MODES",
     "NumericSettings",
     "Objective",
+    "PointRounding",
     "Progress",
     "Runner",
     "evaluation_cost",

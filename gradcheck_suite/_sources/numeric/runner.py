@@ -8,7 +8,9 @@ the memory budget. Evaluation is in float64 (complex128 for the complex step).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,17 @@ from torch.overrides import TorchFunctionMode
 from ..._backends import TorchBackend
 from ..._case import Case
 
-__all__ = ["CHUNK_BYTES", "Objective", "Progress", "Runner", "evaluation_cost", "looped"]
+__all__ = [
+    "CHUNK_BYTES",
+    "Fallback",
+    "Objective",
+    "Progress",
+    "Runner",
+    "collect_notes",
+    "evaluation_cost",
+    "looped",
+    "vmap_or_loop",
+]
 
 # A chunk never holds more than this, whatever the budget: past it batching amortises no more
 # per-call overhead, and the chunk's tensors spill the caches (64x64 complex matmuls, 8192
@@ -131,6 +143,7 @@ class Runner:
         self.planned = planned
         self.done = 0
         self.largest_chunk = 0
+        self.fallback = Fallback(_label(obj.case))
 
     def chunk(self, name: str | None, direction: bool = False) -> int:
         cost = evaluation_cost(self.obj, name, self.forward_bytes, direction)
@@ -173,7 +186,7 @@ class Runner:
             return obj(env, magnitudes)
 
         in_dims = (0 if name is not None else None, *([0] * len(others) if batched_others else []))
-        f = vmap(one, in_dims=in_dims) if obj.case.forward.vmap else looped(one, in_dims)
+        f = vmap_or_loop(one, in_dims, self.fallback) if obj.case.forward.vmap else looped(one, in_dims)
         for start in range(0, rows, size):
             stop = min(rows, start + size)
             p = torch.as_tensor(point[start:stop], device=obj.be.device)
@@ -212,5 +225,68 @@ def looped(one: Callable[..., tuple[torch.Tensor, ...]], in_dims: tuple[int | No
         rows = next(len(a) for a, d in zip(args, in_dims, strict=True) if d == 0)
         results = [one(*(a[r] if d == 0 else a for a, d in zip(args, in_dims, strict=True))) for r in range(rows)]
         return tuple(torch.stack(parts) for parts in zip(*results, strict=True))
+
+    return f
+
+
+# Notes for the report, gathered by whoever runs a source inside collect_notes(): the numeric
+# source's result type is built elsewhere, and a note must not need a change there.
+_NOTES: ContextVar[list[str] | None] = ContextVar("gradcheck_numeric_notes", default=None)
+
+
+@contextmanager
+def collect_notes() -> Iterator[list[str]]:
+    """The notes (one line each) that evaluations made inside the block left for the report."""
+    notes: list[str] = []
+    token = _NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _NOTES.reset(token)
+
+
+def _label(case: Case) -> str:
+    call = case.forward.call
+    return f"`{call.target}`" if call is not None else "the forward program"
+
+
+class Fallback:
+    """Whether one case's forward has been found not to run under vmap, and why.
+
+    Shared by every batch of a case, so vmap is tried once (on the first chunk) rather than
+    on every input."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.reason: str | None = None
+
+    def give_up(self, exc: BaseException) -> None:
+        # a CaseError wraps the user's exception; its first line says why
+        exc = exc.__cause__ or exc
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self.reason = f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+        notes = _NOTES.get()
+        if notes is not None:
+            notes.append(
+                f"{self.label} does not run under torch.func.vmap ({self.reason}):"
+                " evaluated one perturbation at a time instead"
+            )
+
+
+def vmap_or_loop(
+    one: Callable[..., tuple[torch.Tensor, ...]], in_dims: tuple[int | None, ...], fallback: Fallback
+) -> Callable[..., Any]:
+    """``vmap(one)``, or where the function cannot run under vmap (a classic autograd.Function,
+    ``.item()``, in-place writes, control flow on values) the same rows one at a time."""
+    batched = vmap(one, in_dims=in_dims)
+    loop = looped(one, in_dims)
+
+    def f(*args: Any) -> Any:
+        if fallback.reason is None:
+            try:
+                return batched(*args)
+            except Exception as exc:  # noqa: BLE001 - any failure under vmap: the loop decides
+                fallback.give_up(exc)
+        return loop(*args)
 
     return f

@@ -34,10 +34,12 @@ import torch
 from ..._backends import NON_ANALYTIC
 from ..._case import Case
 from .. import Gradients, Projection
-from .differences import complex_step, differences
+from .differences import RUNGS
+from .elements import PointRounding, complex_elements, difference_elements
+from .noise import ECNOISE_POINTS, SIGMAS, measure_noise, term_floor
 from .projection import project_complex, project_differences
 from .runner import Objective, Progress, Runner
-from .steps import EPS, resolve_method, step_multipliers
+from .steps import resolve_method
 
 __all__ = [
     "AUTO_FULL_ELEMENTS",
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_MEMORY",
     "MODES",
     "NumericSettings",
+    "PointRounding",
     "numeric_gradients",
     "numeric_gradients_at",
     "planned_evaluations",
@@ -87,6 +90,12 @@ def numeric_gradients(case: Case, point: Mapping[str, np.ndarray], settings: Num
 
 
 def _check_method(case: Case, method: str) -> None:
+    if method == "exact" and case.forward.program is None:
+        raise case.error(
+            f"--numeric exact needs a forward program (the referee evaluates it at 50 digits); this one is the"
+            f" callable `{case.forward.label}`",
+            key="forward",
+        )
     if method == "complex-step" and not case.forward.analytic:
         kinked = sorted(case.forward.functions & NON_ANALYTIC)
         why = f"this one calls {', '.join(kinked)}" if kinked else "this one is a Python callable"
@@ -110,25 +119,40 @@ def _selected(case: Case, mode: str, settings: NumericSettings) -> dict[str, np.
 
 
 def planned_evaluations(case: Case, points: int, settings: NumericSettings) -> int:
-    """How many evaluations of phi a numeric call will make (for progress)."""
+    """About how many evaluations of phi a numeric call makes (for progress): the first ladder
+    of every element; the few that descend further add to it as they go."""
     method = resolve_method(settings.method, case.forward.analytic)
     mode = resolve_mode(settings.mode, {k: int(np.asarray(v).size) for k, v in case.inputs.items()})
-    per = 1 if method == "complex-step" else 2 * len(step_multipliers(method, not case.forward.analytic))
+    kinks = not case.forward.analytic
+    if method == "complex-step":
+        per = 1 if case.forward.program is not None else 2
+    else:
+        per = 2 * (RUNGS if kinks or method == "richardson" else 2)
+    noise = 0 if case.forward.program is not None or method == "complex-step" else 4 * ECNOISE_POINTS
     if mode == "projection":
-        return points * (1 + len(case.inputs) * (settings.directions * per + (1 if method == "complex-step" else 0)))
-    return points * (1 + per * sum(len(v) for v in _selected(case, mode, settings).values()))
+        return points * (1 + len(case.inputs) * (settings.directions * per + 1 + noise))
+    selected = _selected(case, mode, settings)
+    return points * (1 + per * sum(len(v) for v in selected.values()) + noise * len(selected))
 
 
 def numeric_gradients_at(
-    case: Case, points: Sequence[Mapping[str, np.ndarray]], settings: NumericSettings
+    case: Case,
+    points: Sequence[Mapping[str, np.ndarray]],
+    settings: NumericSettings,
+    rounding: Sequence[PointRounding] | None = None,
 ) -> list[Gradients]:
-    """The numeric source at every point of ``points``, every evaluation batched across points."""
+    """The numeric source at every point of ``points``, every evaluation batched across points.
+
+    ``rounding`` (one per point, where the forward is a program) bounds the rounding of phi
+    and of the complex step's derivatives; without it the noise of phi is measured."""
     start = time.perf_counter()
     analytic = case.forward.analytic
     method = resolve_method(settings.method, analytic)
     _check_method(case, method)
     sizes = {k: int(np.asarray(v).size) for k, v in points[0].items()}
     mode = resolve_mode(settings.mode, sizes)
+    if method == "exact":
+        return _exact(case, points, settings, mode)
     obj = Objective(case, points, settings.device, complex_=method == "complex-step")
     phi0, scale0, forward_bytes = obj.probe()
     runner = Runner(
@@ -141,23 +165,30 @@ def numeric_gradients_at(
     else:
         fz, phi_scale, _ = runner.run(None, np.arange(P), np.zeros(P), magnitudes=True)
         f0 = fz.real
-    detect = method != "complex-step" and not analytic
+    kinks = method != "complex-step" and not analytic
     out = [
         Gradients("numeric", {}, "float64", settings.device, error={}, kinks={}, method=method, mode=mode)
         for _ in range(P)
     ]
+    X_of = {name: np.stack([np.asarray(p[name], dtype=np.float64).reshape(-1) for p in points]) for name in obj.names}
+    noise = np.zeros(P)
+    if method != "complex-step":
+        noise = _noise(runner, X_of, f0, phi_scale, rounding, settings.seed)
     chosen = _selected(case, mode, settings) if mode != "projection" else {}
     rng = np.random.default_rng(settings.seed)
     for name in obj.names:
         shape = np.asarray(points[0][name]).shape
-        X = np.stack([np.asarray(p[name], dtype=np.float64).reshape(-1) for p in points])  # (P, n)
+        X = X_of[name]
+        bounds = None
+        if rounding is not None and all(r.derivative is not None for r in rounding):
+            bounds = [np.asarray(r.derivative[name], dtype=np.float64).reshape(-1) for r in rounding]  # type: ignore[index]
         if mode == "projection":
             K = settings.directions
             signs = rng.choice(np.array([-1.0, 1.0]), size=(K, X.shape[1]))
             if method == "complex-step":
-                proj = project_complex(runner, name, X, signs)
+                proj = project_complex(runner, name, X, signs, bounds)
             else:
-                proj = project_differences(runner, name, X, signs, method, phi_scale, f0 if detect else None)
+                proj = project_differences(runner, name, X, signs, method, f0, noise, kinks, rounding is None)
             for p, g in enumerate(out):
                 d, e, k, w = proj[p]
                 g.projections = g.projections or {}
@@ -171,37 +202,81 @@ def numeric_gradients_at(
             continue
         idx = chosen[name]
         if method == "complex-step":
-            d, e = complex_step(runner, name, X, idx, phi_scale)
+            d, e = complex_elements(runner, name, X, idx, phi_scale, bounds)
             kink = np.zeros(d.shape, dtype=bool)
         else:
-            d, e, kink = differences(runner, name, X, idx, method, phi_scale, f0 if detect else None)
+            d, e, kink = difference_elements(runner, name, X, idx, method, f0, noise, kinks, rounding is None)
         for p, g in enumerate(out):
             values = np.full(X.shape[1], np.nan)
             errors = np.full(X.shape[1], np.nan)
-            kinks = np.zeros(X.shape[1], dtype=bool)
-            values[idx], errors[idx], kinks[idx] = d[p], e[p], kink[p]
+            kinked = np.zeros(X.shape[1], dtype=bool)
+            values[idx], errors[idx], kinked[idx] = d[p], e[p], kink[p]
             g.values[name] = values.reshape(shape)
             assert g.error is not None and g.kinks is not None
             g.error[name] = errors.reshape(shape)
-            g.kinks[name] = kinks.reshape(shape)
+            g.kinks[name] = kinked.reshape(shape)
             if mode == "sample":
                 mask = np.zeros(X.shape[1], dtype=bool)
                 mask[idx] = True
                 g.checked = g.checked or {}
                 g.checked[name] = mask.reshape(shape)
-    if method == "complex-step" and mode != "projection":
-        # A derivative that cancels to near zero still carries the rounding of the terms it
-        # cancelled; the case's largest derivative at the point stands in for them, as in
-        # _compare's rule (benchmarks/numerics.py found the estimate 2.2x short without it).
-        for g in out:
-            finite = [np.abs(v[np.isfinite(v)]) for v in g.values.values()]
-            scale = max((float(f.max()) for f in finite if f.size), default=0.0)
-            assert g.error is not None
-            g.error = {k: e + 16 * EPS * scale for k, e in g.error.items()}
     if settings.device != "cpu":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / P
-    for g in out:
+    for p, g in enumerate(out):
         g.seconds = seconds
         g.notes.append(f"{runner.done} evaluations of phi in chunks of at most {runner.largest_chunk}")
+        if method != "complex-step":
+            how = "bounded from the program's terms" if rounding is not None else "measured"
+            g.notes.append(f"rounding noise of phi ({how}): {noise[p]:.2e}")
     return out
+
+
+def _exact(
+    case: Case, points: Sequence[Mapping[str, np.ndarray]], settings: NumericSettings, mode: str
+) -> list[Gradients]:
+    """``--numeric exact``: the referee's gradient at every chosen element (sample mode: the
+    sampled ones; projection mode has no elements, so every one is computed)."""
+    from .referee import referee_gradient  # mpmath loads only for this method
+
+    chosen = _selected(case, "sample" if mode == "sample" else "full", settings)
+    out = []
+    for point in points:
+        start = time.perf_counter()
+        truth = referee_gradient(case, point, chosen)
+        g = Gradients(
+            "numeric",
+            truth.values,
+            "float64",
+            settings.device,
+            error=truth.error,
+            kinks=truth.kinks,
+            method=f"exact ({truth.digits}-digit referee)",
+            mode="sample" if mode == "sample" else "full",
+            seconds=time.perf_counter() - start,
+        )
+        if mode == "sample":
+            g.checked = {k: np.isfinite(v) for k, v in truth.values.items()}
+        out.append(g)
+        if settings.progress is not None:
+            settings.progress(len(out), len(points))
+    return out
+
+
+def _noise(
+    runner: Runner,
+    X_of: Mapping[str, np.ndarray],
+    f0: np.ndarray,
+    phi_scale: np.ndarray,
+    rounding: Sequence[PointRounding] | None,
+    seed: int,
+) -> np.ndarray:
+    """A bound on the rounding error of one evaluation of phi at each point."""
+    floor = np.array([term_floor(float(s)) for s in phi_scale])
+    if rounding is not None:
+        # the first-order bound leaves out second-order terms: twice it covers them
+        return np.maximum(2 * np.array([r.phi for r in rounding]), floor)
+    measured = np.zeros(len(f0))
+    for k, (name, X) in enumerate(X_of.items()):
+        measured = np.maximum(measured, measure_noise(runner, name, X, f0, seed + k))
+    return np.maximum(SIGMAS / 2 * measured, floor)
