@@ -8,7 +8,9 @@ here is right) and the margin: the largest ratio of the manual source's error to
 rule allows, per element and as a norm, over all points (above 1 would fail; kinks excluded
 as the engine excludes them), with the time.
 
-Then the anchor: what `torch.autograd.gradcheck` does with a bfloat16 and a float16 input.
+Then the anchor: what `torch.autograd.gradcheck` does with the same bfloat16 and float16
+kernels as tests/test_lowprecision.py (`.venv/bin/python benchmarks/lowprecision.py 0` prints
+only the case's own point and the anchor).
 """
 
 from __future__ import annotations
@@ -76,19 +78,56 @@ def sweep() -> bool:
     return clean
 
 
+def _as_function(fn, backward):  # type: ignore[no-untyped-def]
+    """A kernel (forward and hand-written backward) as torch.autograd.gradcheck takes it."""
+
+    class Kernel(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *xs):  # type: ignore[no-untyped-def]
+            ctx.save_for_backward(*xs)
+            return fn(*xs)
+
+        @staticmethod
+        def backward(ctx, g):  # type: ignore[no-untyped-def]
+            out = backward(g, *ctx.saved_tensors)
+            return out if isinstance(out, tuple) else (out,)
+
+    return Kernel.apply
+
+
+def _gradcheck(f, xs, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            said = f"returns {torch.autograd.gradcheck(f, xs, **kwargs)}"
+        except Exception as exc:  # noqa: BLE001 - what it raises is the finding
+            said = f"raises {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    notes = "".join(f"\n    warns: {w.message}" for w in caught)
+    return said + notes
+
+
 def anchor() -> None:
-    print("\n== torch.autograd.gradcheck on the same kind of input (the anchor)")
+    """torch.autograd.gradcheck on the kernels of tests/test_lowprecision.py (a 4x8 softmax,
+    a 4x3 @ 3x5 matmul) in bfloat16 and float16, at its defaults and loosened."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_lowprecision import KERNELS
+
+    print("\n== torch.autograd.gradcheck on the same kernels (the anchor)")
+    fn, inputs, _, backwards = KERNELS["softmax"]
     for dtype in (torch.bfloat16, torch.float16):
-        x = torch.randn(4, 5, dtype=torch.float64).to(dtype).requires_grad_()
-        for kwargs in ({}, {"atol": 1e-2, "rtol": 1e-2}):
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    ok = torch.autograd.gradcheck(torch.tanh, (x,), **kwargs)
-                said = f"returns {ok}" + "".join(f"; warns: {w.message}" for w in caught)
-            except Exception as exc:  # noqa: BLE001 - what it raises is the finding
-                said = f"raises {type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-            print(f"gradcheck(torch.tanh, {dtype} input{', ' + str(kwargs) if kwargs else ''}): {said}")
+        x = inputs["x"][:4, :8].to(dtype).requires_grad_()
+        print(f"softmax, right backward, {dtype}, defaults: {_gradcheck(_as_function(fn, backwards['right']), (x,))}")
+    fn, inputs, _, backwards = KERNELS["matmul"]
+    for dtype in (torch.bfloat16, torch.float16):
+        xs = (inputs["a"][:4, :3].to(dtype).requires_grad_(), inputs["b"][:3, :5].to(dtype).requires_grad_())
+        print(f"matmul, right backward, {dtype}, defaults: {_gradcheck(_as_function(fn, backwards['right']), xs)}")
+    print("loosened to eps = atol = rtol = 1e-2:")
+    fn, inputs, _, backwards = KERNELS["softmax"]
+    for dtype in (torch.bfloat16, torch.float16):
+        for variant in ("right", "low_accumulator", "no_rescale"):
+            x = inputs["x"][:4, :8].to(dtype).requires_grad_()
+            said = _gradcheck(_as_function(fn, backwards[variant]), (x,), eps=1e-2, atol=1e-2, rtol=1e-2)
+            print(f"  softmax, {variant} backward, {dtype}: {said.splitlines()[0][:90]}")
 
 
 if __name__ == "__main__":

@@ -93,3 +93,11 @@ def test_a_case_in_bfloat16_is_judged_by_the_low_precision_rule(tmp_path: Path) 
     result = check_case(load_case(_case(tmp_path, 'dtype = "bfloat16"')), RunOptions(case_dtype=True))
     assert result.dtype == "bfloat16" and result.verdict == "pass"
     assert all(i.low_precision is not None for i in result.inputs)  # type: ignore[attr-defined]
+
+
+def test_baseline_noise_floor_knows_bfloat16() -> None:
+    from gradcheck_suite._report.baseline import growth_floor
+
+    assert growth_floor("bfloat16", 1.0, None) == 64 * 2.0**-7  # not float64's eps
+    assert growth_floor("float16", 1.0, None) == 64 * 2.0**-10
+    assert growth_floor("float64", 1.0, None) == 64 * 2.0**-52

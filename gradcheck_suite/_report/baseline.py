@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._compare import ROUNDING
+from .._dtypes import DTYPES, unit_roundoff
 from .._engine import name_matches
 from .._errors import UsageError
 from .files import atomic_write
@@ -196,10 +197,9 @@ def scope(
 
 def growth_floor(dtype: str, scale: float, numeric_error: float | None) -> float:
     """The difference below which a change is rounding or finite-difference noise."""
-    try:
-        eps = float(np.finfo(np.dtype(dtype)).eps)
-    except TypeError:
-        eps = float(np.finfo(np.float64).eps)
+    # bfloat16 too (numpy has none: its eps would otherwise fall back to float64's, and a
+    # bfloat16 run's rounding on another CPU would read as growth)
+    eps = 2 * unit_roundoff(dtype) if dtype in DTYPES else float(np.finfo(np.float64).eps)
     floor = ROUNDING * eps * (scale if math.isfinite(scale) else 0.0)
     if numeric_error is not None and math.isfinite(numeric_error):
         floor = max(floor, numeric_error)
