@@ -122,7 +122,7 @@ class _Rule:
     tol: np.ndarray  # per element
     undecided: np.ndarray  # the truth or the reference is not finite there
     errors: LowPrecisionErrors
-    norm_floor: float  # k max(||r - t||, u ||t||) + u ||t|| (+ the manual's spread)
+    norm_floor: float  # k max(||r - t||, 2u ||t||) + u ||t|| (+ the manual source's allowance)
 
 
 def _rms(t: np.ndarray) -> float:
