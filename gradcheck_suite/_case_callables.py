@@ -45,6 +45,7 @@ from ._errors import CaseError
 from ._program import Program, Statement
 
 __all__ = [
+    "RefusedGradient",
     "Backward",
     "CallTarget",
     "Forward",
@@ -56,6 +57,10 @@ __all__ = [
 # A constant is an integer (static: shapes, slices), a float, an integer or float array, or a
 # dict of parameters for callables (cs231n's conv_param).
 Constant = Any
+
+
+class RefusedGradient(CaseError):
+    """An autograd.Function's backward returned a gradient torch's engine refuses."""
 
 
 def import_target(target: str) -> Any:
@@ -446,6 +451,11 @@ class Backward:
                 [p[0] for p in pairs], list(leaves.values()), [p[1] for p in pairs], allow_unused=True
             )
         except Exception as exc:  # noqa: BLE001 - the user's backward
+            if isinstance(exc, RuntimeError) and "returned an invalid gradient" in str(exc):
+                # torch's engine refuses what the backward returned (a gradient on another
+                # device, of another shape): a wrong gradient on this device, not a broken case
+                refused = call.error(f"backward returned a gradient torch refuses: {exc}")
+                raise RefusedGradient(refused.message, file=refused.file, line=refused.line, key=refused.key) from exc
             raise call.error(f"backward raised {type(exc).__name__}: {exc}") from exc
         done = {
             n: (g if g is not None else torch.zeros_like(leaves[n])).detach()

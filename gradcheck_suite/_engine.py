@@ -24,7 +24,7 @@ from ._rounding import ProgramBounds, program_bounds, unit_roundoff
 from ._settings import CheckSettings, resolve
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
-from ._sources.manual import manual_gradients, run_forward, run_programs
+from ._sources.manual import REFUSED, manual_gradients, run_forward, run_programs
 from ._sources.numeric import (
     DEFAULT_DIRECTIONS,
     DEFAULT_ELEMENTS,
@@ -466,6 +466,8 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
             best = (bad, k, inputs, sources)
     assert best is not None
     _, worst, inputs, sources = best
+    manual = sources.get("manual")
+    notes += [n for n in (manual.notes if manual is not None else []) if n.startswith(REFUSED)]
     if n:
         verdict = "fail" if counts["fail"] else ("inconclusive" if counts["pass"] == 0 else "pass")
         odd = _verdict(inputs)[1] if verdict == "fail" else None

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import jsonschema
 import pytest
@@ -183,3 +184,28 @@ def test_a_device_list_is_compared_with_a_baseline_of_one_device(fake_device: No
     code, out, _ = cli("run", product, "--device", "cpu,quietgpu", "--baseline", base, "--report-dir", reports)
     assert code == 0, out
     assert "1 case(s) compared, no regression" in out and "product[quietgpu-float64]" in out
+
+
+class WrongShapeGradient(torch.autograd.Function):
+    """A backward whose gradient torch's engine refuses (as it refuses one on another device)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.cat([2 * x * g, g[:1]])  # one element too many
+
+
+@pytest.mark.parametrize("device", ["cpu", "quietgpu"])
+def test_a_gradient_torch_refuses_fails_the_manual_source(fake_device: None, device: str) -> None:
+    """On CUDA a Function's backward returning its gradient on the CPU is refused by torch's
+    engine the same way (benchmarks/gpu_check.sh): a fail naming manual, not a broken case."""
+    register_device(_fake("quietgpu", None))
+    r = check(WrongShapeGradient, {"x": [1.0, 2.0, 3.0]}, reference=lambda x: x * x, device=device)
+    assert (r.verdict, r.odd_one_out) == ("fail", "manual"), r.explain()
+    assert any("backward returned a gradient torch refuses" in n and "invalid gradient" in n for n in r.notes)
+    assert "torch refuses" in r.explain()

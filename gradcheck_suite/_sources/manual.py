@@ -22,12 +22,14 @@ import torch
 
 from .._backends import Backend, NumpyBackend, TorchBackend
 from .._case import Case
+from .._case_callables import RefusedGradient
 from .._devices import get_device
 from .._dtypes import is_low_precision, to_float64, torch_dtype
 from . import Gradients
 
 __all__ = [
     "LONGDOUBLE_MAX_ELEMENTS",
+    "REFUSED",
     "StoredBackend",
     "higher_precision",
     "manual_backend",
@@ -58,6 +60,9 @@ class StoredBackend(TorchBackend):
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             return value.to(self.storage).to(torch.float32)
         return value
+
+
+REFUSED = "manual: "  # a note of the manual source the case's notes carry
 
 
 def manual_backend(dtype: str, device: str = "cpu", programs: bool = False) -> Backend:
@@ -128,12 +133,20 @@ def higher_precision(dtype: str) -> str | None:
 def manual_gradients(case: Case, point: Mapping[str, np.ndarray], dtype: str, device: str = "cpu") -> Gradients:
     assert case.backward is not None
     start = time.perf_counter()
-    grads = _gradients(case, point, dtype, device)
+    notes = []
+    try:
+        grads = _gradients(case, point, dtype, device)
+    except RefusedGradient as exc:
+        # no values to compare: NaN fails the manual source against the other two, and the
+        # case's notes say why (REFUSED)
+        grads = {n: np.full(np.shape(v), np.nan) for n, v in point.items()}
+        notes.append(f"{REFUSED}{exc.message}")
     hi = higher_precision(dtype)
     if hi == "longdouble" and not isinstance(manual_backend(dtype, device), NumpyBackend):
         hi = None  # torch has no long double
     size = sum(int(np.asarray(v).size) for v in point.values())
-    notes = []
+    if notes:
+        hi = None
     if hi == "longdouble" and not case.backward.longdouble:
         hi = None
     elif hi == "longdouble" and size > LONGDOUBLE_MAX_ELEMENTS:
