@@ -2,7 +2,8 @@
 
 False alarms of the low-precision rule: every bundled layer (`cases/layers/`) with its right
 backward program, checked in bfloat16 and float16 at its own point and POINTS random points
-(default 1,000) by the engine (`check_case` with `samples=POINTS`), three sources and k = 2.
+(default 1,000) by the engine (`check_case` with `samples=POINTS`), three sources and the case's
+k (2 unless the case file declares its own).
 For each case and dtype it prints the verdict counts (a fail is a false alarm: every backward
 here is right) and the margin: the largest ratio of the manual source's error to what the
 rule allows, per element and as a norm, over all points (above 1 would fail; kinks excluded
@@ -31,7 +32,7 @@ from gradcheck_suite._sources.autograd import autograd_gradients
 from gradcheck_suite._sources.manual import manual_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = [a for a in sys.argv[1:] if not a.startswith("-")]
+ARGS = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("-") and sys.argv[i - 1] != "-k"]
 POINTS = int(ARGS[0]) if ARGS else 1000
 DTYPES = ARGS[1].split(",") if len(ARGS) > 1 else ["bfloat16", "float16"]
 ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
@@ -55,10 +56,9 @@ def margins(case_file: Path, dtype: str) -> tuple[float, float]:
 
 
 def sweep() -> bool:
-    print(f"== bundled layers, right backward passes, {POINTS} random points + the case's own, k = 2")
-    print(
-        f"{'case':24} {'dtype':9} {'pass':>5} {'fail':>5} {'inconcl.':>8}  {'elem ratio':>10} {'norm ratio':>10}  time"
-    )
+    print(f"== bundled layers, right backward passes, {POINTS} random points + the case's own")
+    head = f"{'case':24} {'dtype':9} {'k':>2} {'pass':>5} {'fail':>5} {'inconcl.':>8}"
+    print(f"{head}  {'elem ratio':>10} {'norm ratio':>10}  time")
     clean = True
     for f in sorted((ROOT / "cases" / "layers").glob("*.toml")):
         if ONLY and ONLY not in f.stem:
@@ -69,8 +69,9 @@ def sweep() -> bool:
             c = r.samples.counts if r.samples else {"pass": 0, "fail": 0, "inconclusive": 0}
             element, norm = margins(f, dtype)
             clean &= c["fail"] == 0
+            k = r.settings.k if r.settings is not None else 0.0
             print(
-                f"{r.case.name:24} {dtype:9} {c['pass']:5d} {c['fail']:5d} {c['inconclusive']:8d}"
+                f"{r.case.name:24} {dtype:9} {k:2g} {c['pass']:5d} {c['fail']:5d} {c['inconclusive']:8d}"
                 f"  {element:10.3f} {norm:10.3f}  {time.perf_counter() - start:.0f} s",
                 flush=True,
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._dtypes import DTYPES, TF32_UNIT_ROUNDOFF, is_low_precision, unit_roundoff
+from ._errors import UsageError
 
 __all__ = ["DEFAULT_K", "CaseSettings", "CheckSettings", "resolve", "validate_k", "validate_nondet_tol"]
 
@@ -78,7 +79,8 @@ def resolve(
     tf32: bool = False,
 ) -> CheckSettings:
     chosen = dtype if dtype_given or case.dtype is None else case.dtype
-    assert chosen in DTYPES, chosen
+    if chosen not in DTYPES:  # the CLI, check() and case files say so earlier; a RunOptions here
+        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, not {chosen!r}")
     return CheckSettings(
         dtype=chosen,
         k=k if k is not None else (case.k if case.k is not None else DEFAULT_K),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from gradcheck_suite._engine import check_settings
 
 from .conftest import CASES
 
-LAYERNORM = (CASES / "layers" / "layernorm.toml").read_text()
+# without the bundled file's own `k`, which these tests set themselves
+LAYERNORM = re.sub(r"(?m)^k = .*\n", "", (CASES / "layers" / "layernorm.toml").read_text())
 
 
 def _case(tmp_path: Path, header: str, name: str = "layernorm") -> Path:
@@ -31,8 +33,10 @@ def test_case_keys_are_read_and_the_run_overrides_them(tmp_path: Path) -> None:
     # a library caller's explicit dtype holds unless it asks for the case's
     assert check_settings(case, RunOptions()).dtype == "float64"
     # no keys: the defaults
-    s = check_settings(load_case(CASES / "layers" / "layernorm.toml"), RunOptions(case_dtype=True))
+    s = check_settings(load_case(CASES / "product.toml"), RunOptions(case_dtype=True))
     assert (s.dtype, s.k, s.repeat, s.nondet_tol) == ("float64", 2.0, 1, 0.0)
+    # the bundled layer norm declares k = 4 (its comment says why)
+    assert check_settings(load_case(CASES / "layers" / "layernorm.toml"), RunOptions()).k == 4.0
 
 
 def test_the_cli_runs_a_case_in_its_own_dtype_unless_told(tmp_path: Path, cli) -> None:
@@ -101,3 +105,10 @@ def test_baseline_noise_floor_knows_bfloat16() -> None:
     assert growth_floor("bfloat16", 1.0, None) == 64 * 2.0**-7  # not float64's eps
     assert growth_floor("float16", 1.0, None) == 64 * 2.0**-10
     assert growth_floor("float64", 1.0, None) == 64 * 2.0**-52
+
+
+def test_a_bad_dtype_in_run_options_is_a_usage_error() -> None:
+    from gradcheck_suite import UsageError
+
+    with pytest.raises(UsageError, match="dtype must be one of"):
+        check_case(load_case(CASES / "product.toml"), RunOptions(dtype="float8"))
