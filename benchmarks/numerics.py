@@ -1,6 +1,9 @@
-"""Figures for issue 3 (numerics), run by hand: `.venv/bin/python benchmarks/numerics.py [POINTS]`.
+"""Figures for issues 3 and 10 (numerics), run by hand:
 
-Prints, for the five seed cases:
+    .venv/bin/python benchmarks/numerics.py [POINTS] [-k PATTERN] [--only seeds,corpus,startup]
+        [--dtypes float64,float32] [--json FILE]
+
+POINTS random points per function (default 1000). Prints, for the five seed cases (issue 3):
 1. numeric accuracy in float64 per method (median and max relative error against the exact
    gradient), with torch.autograd.gradcheck's central difference (eps=1e-6) as the anchor;
 2. whether the error estimates hold: elements whose true error exceeds the estimate, over
@@ -12,12 +15,24 @@ Prints, for the five seed cases:
 
 "Exact" is the backward program evaluated in long double (x86: 64-bit mantissa), whose
 rounding is about 2,000 times below float64's.
+
+Then, for the adversarial corpus (benchmarks/corpus, issue 10; `-k` picks functions), in
+float64 and float32, from one `check_case` per point and the 50-digit referee (see _corpus.py
+for every definition):
+6. fails and inconclusives of the correct gradients, and which inconclusive points lie within
+   a noise-limited step of a true kink;
+7. the numeric error estimate against the true error on every element;
+8. sensitivity: (1 + 1e-6) / (1 + 1e-3) scaled gradients, one element off, a sign flip;
+9. the referee's speed;
+and 10. `gradcheck run cases/*.toml` against `python -c "import torch"` (startup.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import sys
+import json
+import statistics
 import time
 from pathlib import Path
 
@@ -32,7 +47,7 @@ from gradcheck_suite._sources.numeric import NumericSettings, numeric_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ["product", "sum_times", "sigmoid_neuron", "compound_sigmoid", "matmul"]
-POINTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+POINTS = 1000
 
 
 def exact(case, point):
@@ -193,10 +208,109 @@ def kink():
     print(f"kink_relu at x = 0: {r.verdict}; {r.reason}")
 
 
-if __name__ == "__main__":
+def corpus_figures(pattern, dtypes, json_path):
+    from _corpus import corpus, measure
+
+    figures = []
+    section(f"6-8. Adversarial corpus: {POINTS} random points per function plus its own point")
+    print(
+        "fail / inconclusive: of the correct gradient; 'not near kink': inconclusive points with no true kink"
+        "\nwithin sqrt(eps64) x scale (referee); est over: elements whose true error exceeds the numeric"
+        "\nestimate (of elements compared); worst: true error / estimate; bugs: missed of detectable points"
+        "\n(scaled gradient, one element, sign flip)"
+    )
+    header = (
+        f"{'function':24} {'dtype':7} {'fail':>5} {'blamed':14} {'incon':>5} {'not near kink':>13}"
+        f" {'est over':>14} {'worst':>9} {'scaled':>9} {'element':>9} {'flip':>9} {'time':>7}"
+    )
+    for dtype in dtypes:
+        print()
+        print(header)
+        for path in corpus(pattern):
+            fig = measure(path, dtype, POINTS)
+            figures.append(fig)
+            bugs = [f"{fig.bugs[k][1]}/{fig.bugs[k][0]}" for k in ("scaled", "element", "flip")]
+            blamed = ",".join(f"{k}:{v}" for k, v in sorted(fig.fail_odd.items())) or "-"
+            print(
+                f"{fig.name:24} {dtype:7} {fig.verdicts['fail']:5} {blamed:14} {fig.verdicts['inconclusive']:5}"
+                f" {fig.unjustified:13} {f'{fig.over}/{fig.elements}':>14} {fig.worst:9.3g}"
+                f" {bugs[0]:>9} {bugs[1]:>9} {bugs[2]:>9} {fig.seconds:6.0f}s",
+                flush=True,
+            )
+            for e in fig.errors[:2]:
+                print(f"    error: {e}")
+        _totals([f for f in figures if f.dtype == dtype], dtype)
+    section("9. Referee speed (50 digits, every element of every point, both precisions of the stencil)")
+    elements = sum(f.referee_elements for f in figures)
+    seconds = sum(f.referee_seconds for f in figures)
+    print(f"{elements} elements in {seconds:.1f} s: {elements / max(seconds, 1e-9):.0f} elements per second")
+    slow = sorted(figures, key=lambda f: f.referee_elements / max(f.referee_seconds, 1e-9))[:3]
+    for f in slow:
+        print(f"  slowest: {f.name} {f.dtype}: {f.referee_elements / max(f.referee_seconds, 1e-9):.0f} elements/s")
+    if json_path:
+        Path(json_path).write_text(json.dumps([f.row() for f in figures], indent=1) + "\n")
+        print(f"per-function figures written to {json_path}")
+
+
+def _totals(figures, dtype):
+    points = sum(f.points for f in figures)
+    fails = sum(f.verdicts["fail"] for f in figures)
+    smooth = [f for f in figures if not f.kinked]
+    smooth_points = sum(f.points for f in smooth)
+    smooth_incon = sum(f.verdicts["inconclusive"] for f in smooth)
+    kinked_unjust = sum(f.unjustified for f in figures if f.kinked)
+    over = sum(f.over for f in figures)
+    elements = sum(f.elements for f in figures)
+    worst = max((f.worst for f in figures), default=0.0)
+    bugs = {k: [sum(f.bugs[k][i] for f in figures) for i in (0, 1)] for k in ("scaled", "element", "flip")}
+    print(f"{dtype}, all {len(figures)} functions, {points} points:")
+    print(f"  fails on correct gradients: {fails} ({100 * fails / max(points, 1):.2f}% of points)")
+    print(
+        f"  inconclusive on smooth functions ({len(smooth)}): {smooth_incon} of {smooth_points} points"
+        f" ({100 * smooth_incon / max(smooth_points, 1):.2f}%); on kinked ones, not near a true kink: {kinked_unjust}"
+    )
+    print(f"  estimate under the true error: {over} of {elements} elements; worst true/estimate {worst:.3g}")
+    print("  sensitivity, missed of detectable points: " + ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in bugs.items()))
+
+
+def startup_ratio():
+    from startup import measure
+
+    section("10. Default run of the five seed cases against `python -c 'import torch'` (startup.py)")
+    ours, anchor = measure()
+    a, b = statistics.median(ours), statistics.median(anchor)
+    print(f"gradcheck run cases/*.toml: median {a:.3f} s; import torch: median {b:.3f} s")
+    print(f"ratio {a / b:.2f}x (target <= 1.15x)")
+
+
+def main():
+    global POINTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("points", nargs="?", type=int, default=1000, help="random points per function")
+    parser.add_argument("-k", dest="pattern", help="corpus functions whose name contains PATTERN (or a glob)")
+    parser.add_argument("--only", default="seeds,corpus,startup", help="sections: seeds, corpus, startup")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--json", help="write the corpus figures per function to this file")
+    args = parser.parse_args()
+    POINTS = args.points
+    only = set(args.only.split(","))
+    from _common import machine
+
+    print(machine())
     print(f"torch {torch.__version__}, numpy {np.__version__}, long double eps {np.finfo(np.longdouble).eps:.2e}")
-    accuracy()
-    estimates_hold()
-    false_alarms()
-    sensitivity()
-    kink()
+    start = time.perf_counter()
+    if "seeds" in only:
+        accuracy()
+        estimates_hold()
+        false_alarms()
+        sensitivity()
+        kink()
+    if "corpus" in only:
+        corpus_figures(args.pattern, args.dtypes.split(","), args.json)
+    if "startup" in only:
+        startup_ratio()
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

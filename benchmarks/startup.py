@@ -23,7 +23,8 @@ def wall(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def measure(runs: int = RUNS) -> tuple[list[float], list[float]]:
+    """Wall times of `gradcheck run cases/*.toml` and of `python -c "import torch"`, interleaved."""
     # the five seed cases (cases/layers/ holds the layer library, which the issue leaves out);
     # reports are written to a scratch folder, as a plain `gradcheck run` writes them to reports/
     seeds = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cases").glob("*.toml"))
@@ -33,9 +34,14 @@ def main() -> None:
     wall(run)  # page cache warm for both
     wall(anchor)
     ours, torch_import = [], []
-    for _ in range(RUNS):
+    for _ in range(runs):
         torch_import.append(wall(anchor))
         ours.append(wall(run))
+    return ours, torch_import
+
+
+def main() -> None:
+    ours, torch_import = measure()
     a, b = statistics.median(ours), statistics.median(torch_import)
     print(machine())
     print(f"gradcheck run cases/*.toml: median {a:.3f} s  ({fmt(ours)})")

@@ -145,7 +145,7 @@ class NumpyBackend(Backend):
                 "concat": lambda *a, axis=0: np.concatenate(a, axis=axis),
                 "ones_like": lambda a: np.ones_like(f(a)),
                 "zeros_like": lambda a: np.zeros_like(f(a)),
-                "one_hot": lambda y, n: np.eye(n, dtype=self.dtype)[np.asarray(y)],
+                "one_hot": self._one_hot,
                 "arange": lambda n: np.arange(n),
                 "size": lambda a, axis: int(np.shape(a)[axis]),
                 "shape": lambda a: tuple(int(s) for s in np.shape(a)),
@@ -154,6 +154,13 @@ class NumpyBackend(Backend):
 
     def _f(self, a: Any) -> Any:
         return a if isinstance(a, np.ndarray) else np.asarray(a, dtype=self.dtype)
+
+    def _one_hot(self, y: Any, n: int) -> Any:
+        # compared with arange, not np.eye(n)[y]: that builds an n x n matrix first
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= n):
+            raise IndexError(f"one_hot: a label is outside 0..{n - 1}")
+        return (y[..., None] == np.arange(n)).astype(self.dtype)
 
     def settle(self, value: Any) -> Any:
         # numpy promotes float32 * int64 (an index or mask constant) to float64; a float32 check

@@ -11,9 +11,16 @@ Besides the notebook's keys, a case may have:
   upstream gradient per output (missing ones are ones). A scalar output is a loss: its
   upstream defaults to 1.
 * ``[forward]``, ``[backward]`` and ``[reference]`` given as ``callable = "pkg.module:fn"``
-  instead of ``program``: see :mod:`gradcheck_suite._case_callables` for the protocol.
-* ``dtype``, ``k``, ``repeat`` and ``nondet_tol``: how the case is checked when the run does
-  not say (:mod:`gradcheck_suite._settings`).
+  instead of ``program``: see :mod:`gradcheck_suite._case_callables` for the protocol. The
+  name must be allowed (:mod:`gradcheck_suite._trust`) and is imported only by
+  :meth:`Case.resolved`, when the case is checked.
+
+Loading is bounded (:mod:`gradcheck_suite._limits`): only regular files up to
+``--max-file-size`` are read, a drawn array's size is checked before it is drawn, and any
+failure, however odd the file, is a :class:`CaseError` naming the file.
+
+``dtype``, ``k``, ``repeat`` and ``nondet_tol`` say how the case is checked when the run does
+not say (:mod:`gradcheck_suite._settings`).
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ import numpy as np
 
 from ._case_callables import Backward, Constant, Forward, make_call
 from ._dtypes import DTYPES, round_to
-from ._errors import CaseError
+from ._errors import CaseError, LimitError
+from ._limits import DEFAULT_LIMITS, FileRefused, Limits, check_elements, read_text
 from ._program import Program, parse_program
 from ._settings import CaseSettings, validate_k, validate_nondet_tol
+from ._trust import Trust
 
 __all__ = ["Case", "Expected", "Sweep", "load_case", "load_cases"]
 
@@ -160,15 +169,61 @@ class Case:
     def error(self, message: str, *, line: int | None = None, key: str | None = None) -> CaseError:
         return CaseError(message, file=self.file, line=line, key=key, case=self.name)
 
+    def resolved(self) -> Case:
+        """This case with its callables imported: the only step that runs a case file's
+        Python code, taken when the case is checked (never on load, list or collection).
+
+        An autograd.Function forward brings its own backward and needs no [backward]; a
+        [reference] must take torch tensors. Both are known only once imported.
+        """
+        forward = self.forward.resolved()
+        reference = self.reference.resolved() if self.reference is not None else None
+        if reference is not None and reference.call is not None and reference.call.array != "torch":
+            raise reference.call.error('is not a torch function: set `array = "torch"` in [reference]')
+        backward = self.backward
+        declared = backward is not None and (backward.program is not None or backward.call is not None)
+        if forward.call is not None and forward.call.brings_backward:
+            if backward is not None and declared:
+                line = backward.call.line if backward.call else backward.statements[0].line
+                raise self.error(
+                    "a torch.autograd.Function brings its own backward: remove [backward]", line=line, key="backward"
+                )
+            backward = Backward(None, None, tuple(self.inputs), self.outputs, forward, self.constants)
+        elif backward is not None:
+            backward = backward.resolved(forward)
+        return replace(self, forward=forward, backward=backward, reference=reference)
+
 
 def _is_float_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
+_HEADER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.- ")
+
+
+def _header(raw: str) -> str | None:
+    """The table a ``[name]`` line opens (spaces dropped), else None.
+
+    Scanned by hand in one pass: the regular expression it replaces backtracked cubically on
+    a bracket followed by thousands of spaces (19 s for 4,000)."""
+    text = raw.strip()
+    if not text.startswith("["):
+        return None
+    end = text.find("]")
+    if end < 0:
+        return None
+    rest = text[end + 1 :].lstrip()
+    if rest and not rest.startswith("#"):
+        return None
+    name = text[1:end].strip()
+    if not name or not _HEADER_CHARS.issuperset(name):
+        return None
+    return name.replace(" ", "")
+
+
 class _Lines:
     """Where each key of a TOML file was written: tomllib keeps no positions."""
 
-    _header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\- ]+?)\s*\]\s*(#.*)?$")
     _key = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
 
     def __init__(self, text: str) -> None:
@@ -182,8 +237,8 @@ class _Lines:
                 if raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1:
                     in_multiline = False
                 continue
-            if m := self._header.match(raw):
-                table = m.group(1).replace(" ", "")
+            if (header := _header(raw)) is not None:
+                table = header
                 self.tables.setdefault(table, n)
                 continue
             if m := self._key.match(raw):
@@ -211,7 +266,9 @@ class _Lines:
 def _files(path: Path) -> list[Path]:
     """The case files a path names: the file itself, or a folder's ``*.toml`` files."""
     if path.is_dir():
-        found = sorted(q for q in path.rglob("*.toml") if q.is_file())
+        # a folder's own files first, then each subfolder's, by name: the order `ls -R` shows,
+        # so the table's folder headings each come once
+        found = sorted((q for q in path.rglob("*.toml") if q.is_file()), key=lambda q: (q.parent.parts, q.name))
         if not found:  # a mistyped folder in CI must not pass as "0 cases"
             raise CaseError("no case files (*.toml) in this folder", file=path)
         return found
@@ -220,29 +277,55 @@ def _files(path: Path) -> list[Path]:
     raise CaseError("no such file or folder", file=path)
 
 
-def load_cases(paths: list[Path]) -> Iterator[Case | CaseError]:
+def load_cases(
+    paths: list[Path], *, limits: Limits = DEFAULT_LIMITS, trust: Trust | None = None
+) -> Iterator[Case | CaseError]:
     """Every case under ``paths``, or the error that kept a path or file from loading."""
+    trust = Trust.from_settings() if trust is None else trust
     for p in paths:
         try:
             files = _files(p)
         except CaseError as exc:
             yield exc
             continue
+        except OSError as exc:  # a folder that cannot be listed
+            yield CaseError(f"cannot read: {exc.strerror or type(exc).__name__}", file=p)
+            continue
         for f in files:
             try:
-                yield load_case(f)
+                yield load_case(f, limits=limits, trust=trust)
             except CaseError as exc:
                 yield exc
-            except Exception as exc:  # noqa: BLE001 - a value the checks missed must not stop the others
-                yield CaseError(f"cannot load: {type(exc).__name__}: {exc}", file=f)
 
 
-def load_case(path: Path | str) -> Case:
+def load_case(path: Path | str, *, limits: Limits = DEFAULT_LIMITS, trust: Trust | None = None) -> Case:
+    """Read one case file; every failure, however odd the file, is a CaseError naming it.
+
+    ``trust`` decides which callables the file may name (None: the defaults and the
+    pyproject.toml found from the current directory up, as the CLI takes them); nothing is
+    imported here (see :meth:`Case.resolved`)."""
     path = Path(path)
+    trust = Trust.from_settings() if trust is None else trust
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"cannot read: {exc}", file=path) from None
+        return _load(path, limits, trust)
+    except CaseError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        what = f"cannot load: {type(exc).__name__} (nested or sized past what a case file holds)"
+        raise CaseError(what, file=path) from None
+    except Exception as exc:  # noqa: BLE001 - a value the checks missed must not stop the others
+        raise CaseError(f"cannot load: {type(exc).__name__}: {exc}", file=path) from None
+
+
+def _load(path: Path, limits: Limits, trust: Trust) -> Case:
+    try:
+        text = read_text(path, limits.max_file_size)
+    except FileRefused as exc:
+        raise LimitError(f"cannot read: {exc}", file=path) from None
+    except OSError as exc:
+        raise CaseError(f"cannot read: {exc.strerror or type(exc).__name__}", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -251,7 +334,9 @@ def load_case(path: Path | str) -> Case:
         if line is None and (m := re.search(r"line (\d+)", str(exc))):
             line = int(m.group(1))
         raise CaseError(f"TOML syntax error: {msg}", file=path, line=line) from None
-    return _build(path, data, _Lines(text))
+    except RecursionError:
+        raise CaseError("TOML nested too deeply to read", file=path) from None
+    return _build(path, data, _Lines(text), limits, trust)
 
 
 class _Reader:
@@ -262,9 +347,19 @@ class _Reader:
     forward's names, ``[expect]`` on both).
     """
 
-    def __init__(self, path: Path, data: dict[str, Any], lines: _Lines) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: dict[str, Any],
+        lines: _Lines,
+        limits: Limits = DEFAULT_LIMITS,
+        trust: Trust | None = None,
+    ) -> None:
         self.path, self.data, self.lines = path, data, lines
-        self.name: str = data.get("name", path.stem)
+        self.limits, self.trust = limits, trust
+        # a `name` that is no string (a TOML date, a number) names no case: errors use the file's stem
+        name = data.get("name", path.stem)
+        self.name: str = name if isinstance(name, str) else path.stem
         self.outputs: tuple[str, ...] = ()
         self.inputs: dict[str, np.ndarray] = {}
         self.constants: dict[str, Constant] = {}
@@ -307,6 +402,7 @@ class _Reader:
             file=self.path,
             line=self.lines.line(table, "callable"),
             err=lambda m, k: self.err(m, table, k),
+            trust=self.trust,
         )
 
     def section(self, table: str) -> dict[str, Any] | str:
@@ -326,7 +422,9 @@ class _Reader:
         return value
 
     def program(self, key: str, known: list[str], integers: list[str]) -> Program:
-        return _program(self.path, self.data, key, self.lines, known=known, err=self.err, integers=integers)
+        return _program(
+            self.path, self.data, key, self.lines, known=known, err=self.err, integers=integers, limits=self.limits
+        )
 
     def case(self) -> Case:
         assert self.forward is not None
@@ -356,7 +454,8 @@ class _Reader:
 def _read_top(r: _Reader) -> None:
     """The name, unknown top-level keys, and the keys every case needs."""
     data, name = r.data, r.name
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+    given = data.get("name", name)  # r.name is the file's stem when the name is no string
+    if not isinstance(given, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", given):
         if "name" not in data:
             raise r.err(
                 f"the file name `{r.path.stem}` is no case name: add `name = ...` (letters, digits, '_', '.', '-')"
@@ -391,7 +490,7 @@ def _read_inputs(r: _Reader) -> None:
     for iname, spec in raw.items():
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", iname):
             raise r.err(f"input name `{iname}` is not a plain identifier", "inputs", iname)
-        r.inputs[iname] = _value(spec, iname, lambda m, k=iname: r.err(m, "inputs", k))
+        r.inputs[iname] = _value(spec, iname, lambda m, k=iname: r.err(m, "inputs", k), r.limits)
 
 
 def _read_constants(r: _Reader) -> None:
@@ -403,7 +502,7 @@ def _read_constants(r: _Reader) -> None:
             raise r.err(f"constant name `{cname}` is not a plain identifier", "constants", cname)
         if cname in r.inputs:
             raise r.err(f"`{cname}` is both an input and a constant", "constants", cname)
-        r.constants[cname] = _constant(spec, cname, lambda m, k=cname: r.err(m, "constants", k))
+        r.constants[cname] = _constant(spec, cname, lambda m, k=cname: r.err(m, "constants", k), r.limits)
 
 
 def _read_checks(r: _Reader) -> None:
@@ -442,6 +541,9 @@ def _module_factory(r: _Reader, table: str) -> Any:
         raise r.err("`seed` must be an integer", table, "seed")
     import torch
 
+    # A module's parameters are the case's inputs, so the factory runs when the file loads (after
+    # the allow-list admitted it): unlike other callables, not only when the case is checked.
+    call = call.resolved()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -513,7 +615,7 @@ def _read_reference(r: _Reader) -> None:
     rsec = r.section("reference")
     if isinstance(rsec, dict) and "callable" in rsec:
         rcall = r.call("reference", "reference", r.all_names, r.all_names)
-        if rcall.array != "torch":
+        if rcall.array == "numpy":
             raise r.err('a reference must be a torch function (set `array = "torch"`)', "reference", "array")
         r.reference = Forward(None, rcall, r.outputs, r.constants)
         return
@@ -530,14 +632,14 @@ def _read_upstream(r: _Reader) -> None:
         return
     raw = r.data["upstream"]
     if len(r.outputs) == 1:
-        r.upstreams[r.outputs[0]] = _value(raw, "upstream", lambda m: r.err(m, "", "upstream"))
+        r.upstreams[r.outputs[0]] = _value(raw, "upstream", lambda m: r.err(m, "", "upstream"), r.limits)
         return
     if not isinstance(raw, dict) or "random" in raw:
         raise r.err("with several outputs, `upstream` is a table with one entry per output", "", "upstream")
     for uname, spec in raw.items():
         if uname not in r.outputs:
             raise r.err(f"upstream names `{uname}`, which is not an output", "upstream", uname)
-        r.upstreams[uname] = _value(spec, uname, lambda m, k=uname: r.err(m, "upstream", k))
+        r.upstreams[uname] = _value(spec, uname, lambda m, k=uname: r.err(m, "upstream", k), r.limits)
 
 
 def _read_backward(r: _Reader) -> None:
@@ -545,10 +647,11 @@ def _read_backward(r: _Reader) -> None:
     assert forward is not None
     douts = [f"d{o}" for o in r.outputs]
     inputs = tuple(r.inputs)
-    if forward.call is not None and forward.call.brings_backward:
+    # An autograd.Function forward brings its own backward, known only on import (Case.resolved);
+    # a module built on custom autograd.Functions is known to bring one now ([module] built it).
+    if forward.call is not None and forward.call.own_backward:
         if "backward" in r.data:
-            what = "torch.autograd.Function" if forward.call.is_function else "module built on autograd.Functions"
-            raise r.err(f"a {what} brings its own backward: remove [backward]", "backward")
+            raise r.err("a module built on autograd.Functions brings its own backward: remove [backward]", "backward")
         r.backward = Backward(None, None, inputs, r.outputs, forward, r.constants)
         return
     if "backward" not in r.data:
@@ -618,7 +721,7 @@ def _read_expect(r: _Reader) -> None:
 
 def _read_sweep(r: _Reader) -> None:
     if "sweep" in r.data:
-        r.sweep = _sweep(r.data["sweep"], r.inputs, lambda m, k=None: r.err(m, "sweep", k))
+        r.sweep = _sweep(r.data["sweep"], r.inputs, lambda m, k=None: r.err(m, "sweep", k), r.limits)
 
 
 def _read_description(r: _Reader) -> None:
@@ -673,8 +776,8 @@ _SECTIONS = (
 )
 
 
-def _build(path: Path, data: dict[str, Any], lines: _Lines) -> Case:
-    reader = _Reader(path, data, lines)
+def _build(path: Path, data: dict[str, Any], lines: _Lines, limits: Limits, trust: Trust) -> Case:
+    reader = _Reader(path, data, lines, limits, trust)
     for read in _SECTIONS:
         read(reader)
     return reader.case()
@@ -689,6 +792,7 @@ def _program(
     known: list[str],
     err: Any,
     integers: tuple[str, ...] | list[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Program:
     section = data[key]
     if isinstance(section, str):
@@ -702,26 +806,45 @@ def _program(
         source, start = section["program"], lines.program_start(key)
     else:
         raise err(f"`{key}` must be a table with `program`", "", key)
-    return parse_program(source, key=key, known=known, file=path, first_line=start, integers=integers)
+    return parse_program(source, key=key, known=known, file=path, first_line=start, integers=integers, limits=limits)
 
 
-def _value(spec: Any, name: str, err: Any) -> np.ndarray:
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # TOML's true is no number
+
+
+def _value(spec: Any, name: str, err: Any, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     if isinstance(spec, dict):
-        return _draw(spec, name, err)
+        return _draw(spec, name, err, limits=limits)
     if isinstance(spec, bool) or not isinstance(spec, (int, float, list)):
         raise err(f"`{name}` must be a number, a nested list of numbers or a `random = ...` table")
     try:
         value = np.asarray(spec, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise err(f"`{name}` is not a rectangular nested list of numbers") from None
     if value.dtype == object or value.size == 0:
         raise err(f"`{name}` is not a rectangular nested list of numbers")
+    if any(isinstance(x, bool) for x in _flat(spec)):
+        raise err(f"`{name}` is not a rectangular nested list of numbers (true/false are no numbers)")
+    if (too_big := check_elements(value.shape, limits)) is not None:
+        raise err(f"`{name}`: {too_big}")
     if not np.all(np.isfinite(value)):
         raise err(f"`{name}` is NaN or infinite at the input point")
     return value
 
 
-def _constant(spec: Any, name: str, err: Any) -> Constant:
+def _flat(spec: Any) -> Iterator[Any]:
+    """The scalars of a nested list, without recursion (a file may nest deeply)."""
+    stack = [spec]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _constant(spec: Any, name: str, err: Any, limits: Limits = DEFAULT_LIMITS) -> Constant:
     """A [constants] entry: integers stay integers, floats are float64, a plain table is a dict."""
     if isinstance(spec, dict) and "random" not in spec:
         for k, v in spec.items():
@@ -730,46 +853,61 @@ def _constant(spec: Any, name: str, err: Any) -> Constant:
         return dict(spec)
     if isinstance(spec, dict):
         if spec.get("random") == "integers":
-            return _draw(spec, name, err, integers=True)
-        return _value(spec, name, err)
-    if isinstance(spec, int) and not isinstance(spec, bool):
+            return _draw(spec, name, err, integers=True, limits=limits)
+        return _value(spec, name, err, limits)
+    if _is_int(spec):
+        if abs(spec) > limits.max_integer:
+            raise err(f"`{name}` = {spec} is past --max-integer {limits.max_integer}")
         return spec
     if isinstance(spec, list):
         try:
             ints = np.asarray(spec)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise err(f"`{name}` is not a rectangular nested list of numbers") from None
         if ints.dtype.kind in "iu" and ints.size:
+            if (too_big := check_elements(ints.shape, limits)) is not None:
+                raise err(f"`{name}`: {too_big}")
             return ints.astype(np.int64)
-    return _value(spec, name, err)
+    return _value(spec, name, err, limits)
 
 
-def _draw(spec: dict[str, Any], name: str, err: Any, integers: bool = False) -> np.ndarray:
+def _draw(
+    spec: dict[str, Any], name: str, err: Any, integers: bool = False, limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
     extra = set(spec) - _DRAW_KEYS
     if extra:
         raise err(f"unknown key `{sorted(extra)[0]}` in a drawn input (allowed: {', '.join(sorted(_DRAW_KEYS))})")
     kind = spec.get("random")
     shape = spec.get("shape", [])
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape):
+    if not isinstance(shape, list) or not all(_is_int(s) and s > 0 for s in shape):
         raise err("`shape` must be a list of positive integers")
+    # checked before anything is drawn: a file may ask for far more than the machine holds
+    if (too_big := check_elements(shape, limits)) is not None:
+        raise err(f"`{name}`: {too_big}")
     # A stable default seed per name keeps two drawn inputs from being the same numbers.
     seed = spec.get("seed", zlib.crc32(name.encode()))
-    if not isinstance(seed, int):
-        raise err("`seed` must be an integer")
+    if not _is_int(seed) or not 0 <= seed < 1 << 64:
+        raise err("`seed` must be an integer from 0 to 2**64 - 1")
     # PCG64 through default_rng gives the same numbers on every platform; the draw happens
     # in float64 on the CPU and is then cast, so every device and dtype sees the same point.
     rng = np.random.default_rng(seed)
     for key in ("mean", "std", "low", "high"):
         if key in spec and (isinstance(spec[key], bool) or not isinstance(spec[key], (int, float))):
             raise err(f"`{key}` must be a number, not {spec[key]!r}")
+        if key in spec and not math.isfinite(spec[key]):
+            raise err(f"`{key}` must be a finite number, not {spec[key]!r}")
     if kind == "normal":
         if not spec.get("std", 1.0) > 0:
             raise err("`std` must be positive")
         return np.asarray(rng.normal(spec.get("mean", 0.0), spec.get("std", 1.0), size=shape), dtype=np.float64)
     if kind == "integers" and integers:
         low, high = spec.get("low", 0), spec.get("high")
-        if not isinstance(low, int) or not isinstance(high, int) or not low < high:
+        if not isinstance(low, int) or not isinstance(high, int) or not _is_int(low) or not _is_int(high):
             raise err("integers need integer `low` < `high` (high is excluded)")
+        if not low < high:
+            raise err("integers need integer `low` < `high` (high is excluded)")
+        if max(abs(low), abs(high)) > min(limits.max_integer, 1 << 62):
+            raise err(f"integers `low` and `high` must be within --max-integer {limits.max_integer}")
         return rng.integers(low, high, size=shape).astype(np.int64)
     if kind == "uniform":
         low, high = spec.get("low", -1.0), spec.get("high", 1.0)
@@ -813,15 +951,17 @@ def _expected(spec: Any, line: int | None, err: Any) -> Expected:
     return Expected(value=value, tolerance=tol, line=line)
 
 
-def _sweep(spec: Any, inputs: Mapping[str, np.ndarray], err: Any) -> Sweep:
+def _sweep(spec: Any, inputs: Mapping[str, np.ndarray], err: Any, limits: Limits = DEFAULT_LIMITS) -> Sweep:
     if not isinstance(spec, dict):
         raise err("`[sweep]` must be a table with `samples` and `domain`")
     extra = set(spec) - {"samples", "domain", "seed"}
     if extra:
         raise err(f"unknown key `{sorted(extra)[0]}` (allowed: samples, domain, seed)", sorted(extra)[0])
     samples = spec.get("samples", 0)
-    if not isinstance(samples, int) or samples < 0:
+    if not _is_int(samples) or samples < 0:
         raise err("`samples` must be a positive integer", "samples")
+    if samples > limits.max_samples:
+        raise err(f"`samples` = {samples} is over --max-samples {limits.max_samples}", "samples")
     domain: dict[str, tuple[float, float]] = {}
     raw = spec.get("domain", {})
     if not isinstance(raw, dict):
@@ -831,10 +971,10 @@ def _sweep(spec: Any, inputs: Mapping[str, np.ndarray], err: Any) -> Sweep:
             raise err(f"domain names `{name}`, which is not an input", "domain")
         numbers = isinstance(bounds, list) and len(bounds) == 2
         numbers = numbers and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-        if not (numbers and bounds[0] < bounds[1]):
+        if not (numbers and bounds[0] < bounds[1] and all(math.isfinite(b) for b in bounds)):
             raise err(f"domain of `{name}` must be [low, high], two numbers with low < high", "domain")
         domain[name] = (float(bounds[0]), float(bounds[1]))
     seed = spec.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise err("`seed` must be an integer", "seed")
+    if not _is_int(seed) or not 0 <= seed < 1 << 64:
+        raise err("`seed` must be an integer from 0 to 2**64 - 1", "seed")
     return Sweep(samples=samples, domain=domain, seed=seed)

@@ -1,7 +1,10 @@
 """The forward, backward and reference of a case: a program, or a Python callable.
 
 A case file may name a callable as ``"package.module:function"`` (or ``package.module:Class``)
-instead of writing a program. Importing it is the only way a case file runs Python code.
+instead of writing a program. Importing it is the only way a case file runs Python code, so
+the name must be on the allow-list (:mod:`gradcheck_suite._trust`), and it is matched when the
+file loads but imported only when the case is checked (:meth:`CallTarget.resolved`): loading,
+listing and collecting cases import nothing.
 
 Calling protocol (README, "Checking your own code"):
 
@@ -31,7 +34,6 @@ imaginary part the complex step needs).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +45,7 @@ import torch
 from ._backends import Backend, NumpyBackend, TorchBackend
 from ._errors import CaseError
 from ._program import Program, Statement
+from ._trust import Trust, split_target
 
 __all__ = [
     "RefusedGradient",
@@ -63,17 +66,11 @@ class RefusedGradient(CaseError):
     """An autograd.Function's backward returned a gradient torch's engine refuses."""
 
 
-def import_target(target: str) -> Any:
-    """``package.module:qualname`` -> the object; raises ImportError/AttributeError/ValueError."""
-    module_name, sep, qualname = target.partition(":")
-    if not sep:  # "torch.nn.functional.conv2d": the last dotted part is the function
-        module_name, _, qualname = target.rpartition(".")
-    if not module_name or not qualname:
-        raise ValueError('expected "package.module:function"')
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+def import_target(target: str, exact: bool = True) -> Any:
+    """``package.module:qualname`` -> the object; raises ImportError/AttributeError/ValueError.
+
+    Only for a name the allow-list already let through (:meth:`Trust.refusal`)."""
+    return Trust.resolve(target, exact)
 
 
 def is_autograd_function(obj: Any) -> bool:
@@ -153,10 +150,10 @@ class CallTarget:
     to call it."""
 
     target: str  # as written: "package.module:function" (check(): the function's name)
-    fn: Any
+    fn: Any  # None until resolved(): a case file's callable is imported only when it is checked
     args: tuple[str, ...]
     kwargs: Mapping[str, Any]
-    array: str  # "numpy" or "torch"
+    array: str | None  # "numpy" or "torch"; None: decided on import (torch for an autograd.Function)
     returns: str = "output"  # "output" or "cache" (forward only)
     role: str = "forward"  # forward, backward or reference: names it in errors
     case: str = ""
@@ -174,6 +171,7 @@ class CallTarget:
     autograd: bool = True
     # False: forward-mode AD cannot go through it (a module's custom Functions define no jvp).
     forward_ad: bool = True
+    exact: bool = True  # allowed by an exact allow-list entry, not a wildcard
 
     @property
     def is_function(self) -> bool:
@@ -184,9 +182,27 @@ class CallTarget:
         """Its own backward (an autograd.Function's, a module's custom layers') is the manual source."""
         return self.is_function or self.own_backward
 
-    def error(self, message: str) -> CaseError:
+    def resolved(self) -> CallTarget:
+        """This target with its function imported (a no-op once it is)."""
+        if self.fn is not None:
+            return self
+        try:
+            fn = import_target(self.target, self.exact)
+        except Exception as exc:  # noqa: BLE001 - any failure to import is the case's error
+            hint = " (is the folder holding the package on PYTHONPATH?)" if isinstance(exc, ModuleNotFoundError) else ""
+            raise self.error(f"cannot import: {type(exc).__name__}: {exc}{hint}", imported=False) from None
+        if not callable(fn):
+            raise self.error(f"is a {type(fn).__name__}, not a function or class", imported=False)
+        array = self.array or ("torch" if is_autograd_function(fn) else "numpy")
+        return replace(self, fn=fn, array=array)
+
+    def error(self, message: str, imported: bool = True) -> CaseError:
+        # "cannot import forward callable `x`" reads better than "forward callable `x`: cannot import"
+        text = f"{self.role} callable `{self.target}`: {message}"
+        if not imported and message.startswith("cannot import"):
+            text = f"cannot import {self.role} callable `{self.target}`{message[len('cannot import') :]}"
         return CaseError(
-            f"{self.role} callable `{self.target}`: {message}",
+            text,
             file=self.file,
             line=self.line,
             key=self.role,
@@ -246,6 +262,25 @@ def _split(result: Any, names: Sequence[str], call: CallTarget, what: str) -> di
         if v is None:
             raise call.error(f"returned None for `{n}`")
     return found
+
+
+def _real_array(value: Any, name: str, call: CallTarget) -> None:
+    """A value a callable returns for an output or a gradient must be real floating point: a
+    float, a numpy float array or scalar, or a float tensor. An int, a bool, a string or any
+    other object would be read as a constant (an "inconclusive" check of nothing) or fail deep
+    inside a source, so it is the callable's located error here."""
+    if isinstance(value, float):
+        return
+    if isinstance(value, torch.Tensor):
+        ok = value.is_floating_point() or value.is_complex()
+        kind = str(value.dtype)
+    elif isinstance(value, (np.ndarray, np.generic)):
+        ok = value.dtype.kind in "fc"
+        kind = f"numpy {value.dtype}"
+    else:
+        ok, kind = False, type(value).__name__
+    if not ok or (not isinstance(value, torch.Tensor) and np.asarray(value).dtype.kind == "c"):
+        raise call.error(f"returned `{name}` as {kind}: it must be a float array, a float tensor or a float")
 
 
 def _one_real_tensor(result: Any, call: CallTarget, backend: Backend) -> None:
@@ -313,16 +348,20 @@ class Forward:
     def with_constants(self, constants: Mapping[str, Constant]) -> Forward:
         return replace(self, constants=constants)
 
+    def resolved(self) -> Forward:
+        """This forward with its callable imported (see CallTarget.resolved)."""
+        return self if self.call is None else replace(self, call=self.call.resolved())
+
     def run(
         self, env: Mapping[str, Any], backend: Backend, trace: list[tuple[Statement, Any]] | None = None
     ) -> dict[str, Any]:
         values = {**bind_constants(self.constants, backend), **env}
         if self.program is not None:
             return self.program.run(values, backend, trace)
-        call = self.call
-        assert call is not None
+        assert self.call is not None
+        call = self.call.resolved()  # a no-op after Case.resolved(), as every check does first
         try:
-            args = [_to_library(values[n], call.array) for n in call.args]
+            args = [_to_library(values[n], call.array or "numpy") for n in call.args]
         except TypeError as exc:
             raise call.error(str(exc)) from None
         if call.keywords:
@@ -337,6 +376,7 @@ class Forward:
             names.append("cache")
         parts = _split(result, names, call, "values" if call.returns == "output" else "values (outputs, cache)")
         for o in self.outputs:
+            _real_array(parts[o], o, call)
             parts[o] = _from_library(parts[o], backend)
         values.update(parts)
         return values
@@ -383,6 +423,10 @@ class Backward:
     def with_constants(self, constants: Mapping[str, Constant], forward: Forward) -> Backward:
         return replace(self, constants=constants, forward=forward)
 
+    def resolved(self, forward: Forward) -> Backward:
+        """This backward with its callable imported, after ``forward`` (already resolved)."""
+        return replace(self, call=self.call.resolved() if self.call else None, forward=forward)
+
     def run(
         self, values: Mapping[str, Any], backend: Backend, trace: list[tuple[Statement, Any]] | None = None
     ) -> dict[str, Any]:
@@ -393,7 +437,7 @@ class Backward:
         if self.call is None:
             grads = self._autograd_function(env, backend)
         else:
-            call = self.call
+            call = self.call.resolved()
             douts = [f"d{o}" for o in self.outputs]
             if self.forward.call is not None and self.forward.call.returns == "cache":
                 names = [*douts, "cache"]
@@ -403,7 +447,7 @@ class Backward:
                 fwd_args = self.forward.call.args if self.forward.call else (*self.inputs, *self.constants)
                 names = [*douts, *fwd_args]
             try:
-                args = [_to_library(env[n], call.array) for n in names]
+                args = [_to_library(env[n], call.array or "numpy") for n in names]
             except TypeError as exc:
                 raise call.error(str(exc)) from None
             if call.keywords:  # backward(dout, **inputs)
@@ -413,6 +457,7 @@ class Backward:
                 result = call.invoke(args)
             grads = _split(result, [f"d{n}" for n in self.inputs], call, "gradients")
             for k, v in grads.items():
+                _real_array(v, k, call)
                 _real_gradient(v, k, call)
         return {**env, **{k: _from_library(v, backend) for k, v in grads.items()}}
 
@@ -476,18 +521,18 @@ def make_call(
     file: Path,
     line: int | None,
     err: Callable[[str, str | None], CaseError],
+    trust: Trust | None = None,
 ) -> CallTarget:
-    """Validate a `callable = ...` section and import its target."""
+    """Validate a `callable = ...` section and match its target against ``trust`` (the
+    defaults when None), importing nothing: :meth:`CallTarget.resolved` imports it later."""
+    trust = Trust() if trust is None else trust
     target = spec["callable"]
     if not isinstance(target, str):
         raise err('`callable` must be a string "package.module:function"', "callable")
-    try:
-        fn = import_target(target)
-    except Exception as exc:  # noqa: BLE001 - any failure to import is the case's error
-        hint = " (is the folder holding the package on PYTHONPATH?)" if isinstance(exc, ModuleNotFoundError) else ""
-        raise err(f"cannot import {role} callable `{target}`: {type(exc).__name__}: {exc}{hint}", "callable") from None
-    if not callable(fn):
-        raise err(f"{role} callable `{target}` is a {type(fn).__name__}, not a function or class", "callable")
+    refused = trust.refusal(target)
+    if refused:
+        raise err(refused, "callable")
+    split_target(target)  # refusal() accepted its form
     args = spec.get("args", list(default_args))
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise err("`args` must be a list of names", "args")
@@ -497,15 +542,16 @@ def make_call(
     kwargs = spec.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise err("`kwargs` must be a table of literal keyword arguments", "kwargs")
-    array = spec.get("array", "torch" if is_autograd_function(fn) or target.startswith("torch.") else "numpy")
-    if array not in ("numpy", "torch"):
+    # known without importing for torch.*; an autograd.Function is recognised on import
+    array = spec.get("array", "torch" if target.startswith("torch.") else None)
+    if array not in ("numpy", "torch", None):
         raise err('`array` must be "numpy" or "torch"', "array")
     returns = spec.get("returns", "output")
     if returns not in ("output", "cache"):
         raise err('`returns` must be "output" or "cache"', "returns")
     return CallTarget(
         target=target,
-        fn=fn,
+        fn=None,
         args=tuple(args),
         kwargs=dict(kwargs),
         array=array,
@@ -514,4 +560,5 @@ def make_call(
         case=case,
         file=file,
         line=line,
+        exact=trust.exactly(target),
     )

@@ -109,6 +109,9 @@ class PairDiff:
     undecided: int  # elements the rule could not decide
     rule: str
     compared: int = 0  # elements (or, for a projection, directions) the pair compared
+    # per element (or direction): the difference over its tolerance; NaN where undecided or not
+    # compared (what report.html's heatmaps draw)
+    ratios: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -317,6 +320,7 @@ def judge_input(
             if src in overflowed:
                 undecided |= overflowed[src]
         compared = int(np.prod(shape))
+        compared_mask = np.ones(shape, dtype=bool)
         if "numeric" in (a, b):
             undecided |= undecided_num
             if checked is not None:  # a sample: the elements numeric left out are not compared
@@ -324,6 +328,7 @@ def judge_input(
                 rel = np.where(checked, rel, 0.0)
                 undecided &= checked
                 compared = int(checked.sum())
+                compared_mask = checked
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(diff == 0, 0.0, diff / np.where(tol > 0, tol, np.finfo(float).tiny))
         ratio_decided = np.where(undecided, 0.0, ratio)
@@ -341,6 +346,7 @@ def judge_input(
                 undecided=int(undecided.sum()),
                 rule=" + ".join(rules),
                 compared=compared,
+                ratios=np.where(undecided | ~compared_mask, np.nan, ratio),
             )
         )
         masks[f"{a}-{b}"] = bad

@@ -11,10 +11,11 @@ reductions and matmuls) are the ones a reference is written with.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "DTYPES",
@@ -35,11 +36,18 @@ DTYPES = ("float64", "float32", *LOW_PRECISION)
 # TF32 keeps 10 of float32's 23 mantissa bits in a tensor core's matmul: its unit roundoff
 TF32_UNIT_ROUNDOFF = 2.0**-11
 
-_TORCH = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The unit roundoff of each: half the distance from 1 to the next number (52, 23, 7 and 10
+# stored mantissa bits). Numbers, not torch.finfo: the command line's parser reads this module
+# (--dtype's choices) without importing torch.
+_UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    return _TORCH[name]
+    import torch
+
+    return {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        name
+    ]
 
 
 def is_low_precision(dtype: str) -> bool:
@@ -48,22 +56,28 @@ def is_low_precision(dtype: str) -> bool:
 
 def unit_roundoff(dtype: str) -> float:
     """Half the distance from 1 to the next number: the largest relative error of one rounding."""
-    return float(torch.finfo(_TORCH[dtype]).eps) / 2
+    return _UNIT_ROUNDOFF[dtype]
 
 
 def round_to(value: Any, dtype: str) -> np.ndarray:
     """``value`` rounded to ``dtype``, returned as float64 (every number of ``dtype`` is one)."""
+    import numpy as np
+    import torch
+
     a = np.asarray(value, dtype=np.float64)
     if dtype == "float64":
         return a
     if dtype in ("float32", "float16"):
         return a.astype(dtype).astype(np.float64)
-    return torch.from_numpy(np.ascontiguousarray(a)).to(_TORCH[dtype]).to(torch.float64).numpy().reshape(a.shape)
+    return torch.from_numpy(np.ascontiguousarray(a)).to(torch_dtype(dtype)).to(torch.float64).numpy().reshape(a.shape)
 
 
 def to_float64(value: Any) -> np.ndarray:
     """A source's result (numpy array, number or tensor of any float dtype, any device) as a
     float64 numpy array; exact for every dtype the check runs in."""
+    import numpy as np
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64).numpy()
     return np.asarray(value).astype(np.float64)

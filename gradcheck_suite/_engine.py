@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +16,9 @@ from ._device_compare import DeviceComparison, compare_devices
 from ._devices import device_names, get_device, source_context
 from ._dtypes import round_to
 from ._errors import CaseError, UsageError
+from ._guard import CaseTimeout, as_case_error, check_plan, deadline, prepare
+from ._keyword import compile_keyword
+from ._limits import DEFAULT_LIMITS, Limits
 from ._lowprecision import judge_low_precision, measure_reference
 from ._nondeterminism import judge_spread, repeated
 from ._progress import progress_bar
@@ -33,9 +35,11 @@ from ._sources.numeric import (
     PointRounding,
     Progress,
     numeric_gradients_at,
+    planned_evaluations,
     resolve_mode,
 )
 from ._sources.numeric.runner import collect_notes
+from ._trust import Trust
 
 __all__ = [
     "RunOptions",
@@ -64,6 +68,11 @@ class RunOptions:
     directions: int = DEFAULT_DIRECTIONS
     order: int = 1  # 2: also second order (gradcheck_suite._kinds)
     checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
+    # the trust model and the resource limits (docs/trust.md, docs/limits.md)
+    allow_callable: tuple[str, ...] = ()
+    data_only: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
     # issue 12 (gradcheck_suite._settings): None takes the case file's value, else the default
     k: float | None = None
     repeat: int | None = None
@@ -72,6 +81,10 @@ class RunOptions:
     # a case file's `dtype` wins over `dtype`: the CLI and the plugin set this when no --dtype
     # was given; a library caller's explicit dtype holds
     case_dtype: bool = False
+
+    def trust(self) -> Trust:
+        """The allow-list: defaults, pyproject.toml from the current directory up, then ours."""
+        return Trust.from_settings(self.allow_callable, self.data_only)
 
 
 def check_settings(case: Case, options: RunOptions) -> CheckSettings:
@@ -92,6 +105,11 @@ class SampleSummary:
     points: int
     counts: dict[str, int]
     worst: int  # index of the sample point the case result shows
+    # per point, in order (point 0 is the case's own): its verdict, the largest difference
+    # over tolerance of any pair, and the values of the scalar inputs (where in the domain)
+    verdicts: list[str] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    coordinates: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +130,7 @@ class CaseResult:
     kind: str = ""
     notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
+    test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
     settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
 
     @property
@@ -154,6 +173,20 @@ class Report:
         c["error"] = len(self.errors)
         return c
 
+    def point_counts(self) -> dict[str, int] | None:
+        """The sweeps' points by verdict, over every case that swept (None: no case did).
+
+        A sweep is one case with one verdict in ``counts``; its points are counted here, so
+        the terminal, report.json and report.html say the same two things the same way."""
+        swept = [r.samples for r in self.results if r.samples is not None]
+        if not swept:
+            return None
+        c = {v: 0 for v in VERDICTS}
+        for s in swept:
+            for v in VERDICTS:
+                c[v] += s.counts.get(v, 0)
+        return {"points": sum(s.points for s in swept), **c}
+
 
 def ensure_device(device: str) -> None:
     why = get_device(device).missing()
@@ -162,18 +195,18 @@ def ensure_device(device: str) -> None:
 
 
 def name_matches(name: str, pattern: str | None) -> bool:
-    """The -k rule: a case-insensitive substring, or a glob when the pattern has * ? or [."""
+    """The -k rule: pytest's ``and``/``or``/``not`` expressions over words, each word a
+    case-insensitive substring or, with * ? or [, a glob (:mod:`._keyword`)."""
     if not pattern:
         return True
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatch(name, pattern)
-    return pattern.lower() in name.lower()
+    return compile_keyword(pattern)(name)
 
 
 def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case | CaseError]:
-    """Keep the cases whose name matches ``pattern`` (a substring, or a glob with * ? [)."""
+    """Keep the cases whose name matches the -k expression ``pattern``."""
     if not pattern:
         return list(cases)
+    compile_keyword(pattern)  # a malformed expression is a usage error even with no case to match
     kept: list[Case | CaseError] = []
     for c in cases:
         if isinstance(c, CaseError):
@@ -413,15 +446,14 @@ def _badness(inputs: list[InputResult]) -> tuple[int, float]:
     return level, ratio
 
 
-def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` random points in the case's domain (uniform per element).
+def iter_sample_points(case: Case, n: int) -> Iterator[dict[str, np.ndarray]]:
+    """``n`` random points in the case's domain (uniform per element), drawn one at a time.
 
     An input without a declared domain varies in ``value +- max(|value|, 1)``.
     """
     seed = case.sweep.seed if case.sweep else 0
     domain = dict(case.sweep.domain) if case.sweep else {}
     rng = np.random.default_rng(seed)
-    points = []
     for _ in range(n):
         p = {}
         for name, x in case.inputs.items():
@@ -431,41 +463,91 @@ def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
             else:
                 width = np.maximum(np.abs(x), 1.0)
                 p[name] = x + rng.uniform(-1.0, 1.0, size=x.shape) * width
-        points.append(p)
-    return points
+        yield p
+
+
+def sample_points(case: Case, n: int) -> list[dict[str, np.ndarray]]:
+    return list(iter_sample_points(case, n))
+
+
+# Points go through the numeric source in batches of at most this many (fewer when the inputs
+# are large), so a sweep of any length holds one batch of points, never all of them.
+POINT_BATCH = 64
+
+
+def _batches(case: Case, options: RunOptions, n: int) -> Iterator[list[dict[str, np.ndarray]]]:
+    """The case's own point, then ``n`` sample points, at the check's dtype, in batches."""
+    elements = sum(int(np.asarray(v).size) for v in case.inputs.values())
+    size = max(1, min(POINT_BATCH, options.max_memory // (64 * max(elements, 1))))
+    batch = [_at_dtype(case.inputs, options.dtype)]
+    for p in iter_sample_points(case, n):
+        if len(batch) == size:
+            yield batch
+            batch = []
+        batch.append(_at_dtype(p, options.dtype))
+    yield batch
+
+
+def _offset(progress: Progress, base: int, total: int) -> Progress:
+    """A batch's progress as the whole sweep's."""
+    return lambda done, _planned: progress(base + done, total)
 
 
 def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+    """Check one case within the limits: its callables imported (if allowed) and its shapes
+    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError."""
+    try:
+        with deadline(options.limits.timeout, case):
+            return _check_case(prepare(case, options.limits), options, progress)
+    except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
+        raise as_case_error(case, exc) from None
+
+
+def _check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
-    settings = check_settings(case, options)
-    dtype = settings.dtype
-    case = case.at_dtype(dtype)  # float constants, like the inputs, at the check's dtype
+    check = check_settings(case, options)  # dtype, k, repeat, nondet_tol: the run's over the case's
+    options = replace(options, dtype=check.dtype, case_dtype=False)
+    case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
-    # The case's own point comes first, so a sweep that passes shows the point the file names.
-    points = [_at_dtype(case.inputs, dtype)]
-    if n:
-        points += [_at_dtype(p, dtype) for p in sample_points(case, n)]
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
-    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients]] | None = None
-    numeric_settings = _numeric_settings(case, options, progress)
-    _check_forward(case, points[0])
-    _check_deterministic(case, points[0])
-    forward_failures = _check_reference(case, points[0])
-    bounds = _bounds(case, points)
-    # every point's perturbations go through the forward program together, chunked by memory
-    with collect_notes() as notes:
-        numerics = numeric_gradients_at(case, points, numeric_settings, _numeric_rounding(case, bounds))
-    for k, point in enumerate(points):
-        where = "at the input point" if k == 0 else _sample_where(case, k, point)
-        inputs, sources = _check_point(case, point, options, settings, numerics[k], where, bounds[k])
-        verdict, _ = _verdict(inputs)
-        counts[verdict] += 1
-        bad = _badness(inputs)
-        if best is None or bad > best[0]:
-            best = (bad, k, inputs, sources)
+    best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
+    settings = _numeric_settings(case, options, progress)
+    total = planned_evaluations(case, 1 + (n or 0), settings)
+    check_plan(case, n or 0, total, options.limits)
+    first = _at_dtype(case.inputs, options.dtype)
+    _check_forward(case, first)
+    _check_deterministic(case, first)
+    forward_failures = _check_reference(case, first)
+    per_point = SampleSummary(0, counts, 0)
+    notes: list[str] = []
+    # The case's own point comes first, so a sweep that passes shows the point the file names;
+    # each batch's perturbations go through the forward together, chunked by memory.
+    k, done = 0, 0
+    for batch in _batches(case, options, n or 0):
+        if progress is not None:
+            settings = replace(settings, progress=_offset(progress, done, total))
+        bounds = _bounds(case, batch)
+        with collect_notes() as said:
+            numerics = numeric_gradients_at(case, batch, settings, _numeric_rounding(case, bounds))
+        notes += [note for note in said if note not in notes]
+        done += planned_evaluations(case, len(batch), settings)
+        for point, numeric, bound in zip(batch, numerics, bounds, strict=True):
+            where = "at the input point" if k == 0 else _sample_where(case, k, point)
+            inputs, sources = _check_point(case, point, options, check, numeric, where, bound)
+            verdict, _ = _verdict(inputs)
+            counts[verdict] += 1
+            per_point.verdicts.append(verdict)
+            per_point.ratios.append(max((p.ratio for i in inputs for p in i.pairs), default=0.0))
+            per_point.coordinates.append(
+                {m: float(np.asarray(v).reshape(-1)[0]) for m, v in point.items() if np.size(v) == 1}
+            )
+            bad = _badness(inputs)
+            if best is None or bad > best[0]:
+                best = (bad, k, inputs, sources, point)
+            k += 1
     assert best is not None
-    _, worst, inputs, sources = best
+    _, worst, inputs, sources, worst_point = best
     manual = sources.get("manual")
     notes += [n for n in (manual.notes if manual is not None else []) if n.startswith(REFUSED)]
     if n:
@@ -481,18 +563,18 @@ def check_case(case: Case, options: RunOptions, progress: Progress | None = None
     return CaseResult(
         case=case,
         device=options.device,
-        dtype=dtype,
+        dtype=options.dtype,
         verdict=verdict,
         odd_one_out=odd,
         inputs=inputs,
-        point=points[worst],
+        point=worst_point,
         sources=sources,
         expect_failures=expect_failures,
-        samples=SampleSummary(len(points), counts, worst) if n else None,
+        samples=replace(per_point, points=k, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
-        mode=numeric_settings.mode,
+        mode=settings.mode,
         notes=notes,
-        settings=settings,
+        settings=check,
     )
 
 
@@ -555,11 +637,13 @@ def _check_on_devices(
             on_device = replace(options, device=device)
             first = check_case(case, on_device, progress)
             results.append(first)
-            results.extend(kinds_of(case, on_device, first))
+            results.extend(kinds_of(first.case, on_device, first))  # the case as checked: imported
         except CaseError as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
-            error = case.error(f"internal error while checking: {type(exc).__name__}: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - one broken case must not stop the others
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            error = as_case_error(case, exc)
         else:
             continue
         if len(devices) > 1:
@@ -594,7 +678,7 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
     results: list[CaseResult] = []
     errors: list[CaseError] = []
     comparisons: list[DeviceComparison] = []
-    loaded = _unique(select(load_cases(paths), pattern))
+    loaded = _unique(select(load_cases(paths, limits=options.limits, trust=options.trust()), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
         bar.next_case(item)

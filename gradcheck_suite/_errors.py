@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CaseError", "UsageError", "GradcheckError"]
+from ._text import printable
+
+__all__ = ["CaseError", "LimitError", "UsageError", "GradcheckError"]
 
 
 class GradcheckError(Exception):
@@ -32,7 +34,11 @@ class CaseError(GradcheckError):
         self.file = Path(file) if file is not None else None
         self.line = line
         self.key = key
-        self.case = case
+        # a TOML date or number where a name belongs must not reach a report as a non-string
+        self.case = None if case is None else str(case)
+        # set where one case runs as several items (the pytest plugin's device x dtype)
+        self.device: str | None = None
+        self.dtype: str | None = None
 
     @property
     def location(self) -> str:
@@ -48,4 +54,9 @@ class CaseError(GradcheckError):
             parts.append(f"case {self.case!r}")
         if self.key:
             parts.append(f"[{self.key}]")
-        return ": ".join([*parts, self.message])
+        # one inert line whatever the file holds: no newline, control character or CI command
+        return printable(": ".join([*parts, self.message]))
+
+
+class LimitError(CaseError):
+    """A case over one of the resource limits (:mod:`gradcheck_suite._limits`)."""

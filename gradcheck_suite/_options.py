@@ -5,22 +5,30 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
+# The defaults come from _defaults, not the engine, so that `gradcheck --help` builds its
+# parser without importing torch; RunOptions is imported where options become one.
+from ._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
 from ._dtypes import DTYPES
-from ._engine import RunOptions
+from ._limits import DEFAULT_LIMITS, Limits
 from ._settings import DEFAULT_K, validate_k, validate_nondet_tol
-from ._sources.numeric import (
-    AUTO_FULL_ELEMENTS,
-    DEFAULT_DIRECTIONS,
-    DEFAULT_ELEMENTS,
-    DEFAULT_MAX_MEMORY,
-    METHODS,
-    MODES,
-)
 
-__all__ = ["OPTIONS", "Option", "add_argparse_options", "add_pytest_options", "run_options", "parse_size"]
+if TYPE_CHECKING:
+    from ._engine import RunOptions
+
+__all__ = [
+    "ALL_OPTIONS",
+    "LIMIT_OPTIONS",
+    "OPTIONS",
+    "Option",
+    "TRUST_OPTIONS",
+    "add_argparse_options",
+    "add_pytest_options",
+    "run_options",
+    "parse_size",
+]
 
 
 def parse_size(text: str) -> int:
@@ -79,6 +87,16 @@ def _checks(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not x >= 0 or x == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 for no limit")
+    return x
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # RunOptions field and, unless ``long`` says otherwise, the long name ('-' for '_')
@@ -86,8 +104,9 @@ class Option:
     default: Any
     type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
-    long: str | None = None
-    switch: bool = False  # a flag without a value (store_true)
+    action: str | None = None  # "append" (repeatable) or "store_true" (a switch)
+    metavar: str | None = None
+    long: str | None = None  # the long name where it is not the field's
 
     @property
     def flag(self) -> str:
@@ -165,7 +184,7 @@ OPTIONS: tuple[Option, ...] = (
         "tf32",
         "float32 on CUDA with TF32 matmuls and convolutions, judged by the low-precision rule",
         False,
-        switch=True,
+        action="store_true",
     ),
     Option(
         "order",
@@ -182,15 +201,77 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+# Which Python callables case files may name (docs/trust.md).
+TRUST_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "allow_callable",
+        "let case files name Python callables matching PATTERN (`mylayers.*`, `pkg.mod:fn`; repeatable), besides"
+        " [tool.gradcheck] callables in pyproject.toml and the defaults (docs/trust.md)",
+        (),
+        action="append",
+        metavar="PATTERN",
+    ),
+    Option("data_only", "refuse every Python callable a case file names, the defaults too", False, action="store_true"),
+)
 
-def add_argparse_options(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
-    for o in OPTIONS:
+_L = DEFAULT_LIMITS
+# The resource limits (docs/limits.md); each is a field of Limits.
+LIMIT_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "max_elements",
+        f"elements of any one array: input, constant, intermediate (default {_L.max_elements})",
+        _L.max_elements,
+        _positive_int,
+    ),
+    Option(
+        "max_file_size",
+        f"bytes of a case, baseline or pyproject file read (default {_L.max_file_size >> 20}M)",
+        _L.max_file_size,
+        parse_size,
+    ),
+    Option(
+        "max_statements",
+        f"statements of one program (default {_L.max_statements})",
+        _L.max_statements,
+        _positive_int,
+    ),
+    Option("max_depth", f"nesting of one expression (default {_L.max_depth})", _L.max_depth, _positive_int),
+    Option(
+        "max_integer",
+        f"largest integer of the program language (default 2**{_L.max_integer.bit_length() - 1})",
+        _L.max_integer,
+        _positive_int,
+    ),
+    Option("max_exponent", f"largest |b| in a ** b (default {_L.max_exponent})", _L.max_exponent, _positive_int),
+    Option("max_samples", f"sample points per case (default {_L.max_samples})", _L.max_samples, _positive_int),
+    Option(
+        "max_evaluations",
+        f"evaluations of the forward the numeric source may plan per case (default {_L.max_evaluations})",
+        _L.max_evaluations,
+        _positive_int,
+    ),
+    Option("timeout", f"seconds one case may take, 0 for no limit (default {_L.timeout:g})", _L.timeout, _seconds),
+)
+
+ALL_OPTIONS: tuple[Option, ...] = OPTIONS + TRUST_OPTIONS + LIMIT_OPTIONS
+
+
+def _add(add: Callable[..., Any], o: Option, flag: str, dest: str) -> None:
+    if o.action == "store_true":
+        add(flag, dest=dest, action="store_true", default=False, help=o.help)
+    elif o.action == "append":  # argparse appends to a copy of a list default: None, then ()
+        add(flag, dest=dest, action="append", default=None, type=o.type, metavar=o.metavar, help=o.help)
+    else:
+        add(flag, dest=dest, default=o.default, type=o.type, choices=o.choices, metavar=o.metavar, help=o.help)
+
+
+def add_argparse_options(
+    parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = (), options: tuple[Option, ...] = ALL_OPTIONS
+) -> None:
+    for o in options:
         if o.name in leave_out:
             continue
-        if o.switch:
-            parser.add_argument(f"--{o.flag}", dest=o.name, action="store_true", help=o.help)
-            continue
-        parser.add_argument(f"--{o.flag}", dest=o.name, default=o.default, type=o.type, choices=o.choices, help=o.help)
+        _add(parser.add_argument, o, f"--{o.flag}", o.name)
 
 
 def _list_of(o: Option) -> Callable[[str], tuple[Any, ...]]:
@@ -209,10 +290,10 @@ def _list_of(o: Option) -> Callable[[str], tuple[Any, ...]]:
 def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection[str] = ()) -> None:
     """Options named in ``lists`` take comma-separated values and hold a tuple (the plugin
     makes one test item per value)."""
-    for o in OPTIONS:
+    for o in ALL_OPTIONS:
         many = o.name in lists
-        if o.switch:
-            group.addoption(f"--{prefix}{o.flag}", dest=f"gradcheck_{o.name}", action="store_true", help=o.help)
+        if o.action is not None:
+            _add(group.addoption, o, f"--{prefix}{o.flag}", f"gradcheck_{o.name}")
             continue
         group.addoption(
             f"--{prefix}{o.flag}",
@@ -225,7 +306,18 @@ def add_pytest_options(group: Any, prefix: str = "gradcheck-", lists: Collection
 
 
 def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
-    chosen = {o.name: values.get(prefix + o.name, o.default) for o in OPTIONS}
+    """RunOptions from parsed options (argparse's or pytest's, named ``prefix + name``)."""
+    from ._engine import RunOptions
+
+    def get(o: Option) -> Any:
+        v = values.get(prefix + o.name, o.default)
+        return o.default if v is None and o.action == "append" else v
+
+    limit_names = {f.name for f in fields(Limits)}
+    limits = Limits(**{o.name: get(o) for o in LIMIT_OPTIONS if o.name in limit_names})
+    trust = {o.name: get(o) for o in TRUST_OPTIONS}
+    trust["allow_callable"] = tuple(trust["allow_callable"])
+    chosen = {o.name: get(o) for o in OPTIONS}
     if chosen["dtype"] is None:  # no --dtype: each case's own `dtype`, else float64
         chosen.update(dtype="float64", case_dtype=True)
-    return RunOptions(**chosen)
+    return RunOptions(**chosen, **trust, limits=limits)

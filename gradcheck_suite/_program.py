@@ -24,13 +24,15 @@ Beyond arithmetic, the language has exactly these constructs:
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._backends import FUNCTIONS, KEYWORDS, NON_ANALYTIC, STATIC, Backend
-from ._errors import CaseError
+from ._errors import CaseError, LimitError
+from ._limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Program", "Statement", "parse_program"]
 
@@ -91,6 +93,7 @@ class Program:
     key: str  # "forward" or "backward"
     functions: frozenset[str]
     integers: frozenset[str] = frozenset()  # names holding static integers (known and assigned)
+    limits: Limits = DEFAULT_LIMITS  # the integer and exponent caps evaluation enforces
 
     @property
     def assigned(self) -> list[str]:
@@ -117,7 +120,7 @@ class Program:
         values = dict(env)
         for s in self.statements:
             try:
-                value = _Evaluator(values, backend).eval(s.expr)
+                value = _Evaluator(values, backend, self.limits).eval(s.expr)
                 if s.op == "=":
                     values[s.target] = backend.settle(value)
                 elif s.op == "+=":
@@ -126,10 +129,17 @@ class Program:
                     values[s.target] = backend.settle(values[s.target] - value)
                 if trace is not None:
                     trace.append((s, values[s.target]))
-            except CaseError:
+            except CaseError as exc:
+                if exc.file is None and exc.line is None:  # a limit found while evaluating: place it here
+                    exc.file, exc.line, exc.key = self.file, s.line, self.key
+                    exc.message = f"`{s.text}`: {exc.message}"
                 raise
-            except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as exc:
+            except (ValueError, RuntimeError, TypeError, IndexError, ArithmeticError) as exc:
+                # ArithmeticError: ZeroDivisionError, and OverflowError from a Python float
+                # (10.0 ** 400) or an integer too large for an axis or a shape
                 raise self.error(f"`{s.text}` failed: {_short(exc)}", s.line) from None
+            except (MemoryError, RecursionError) as exc:
+                raise self.error(f"`{s.text}` failed: {type(exc).__name__}", s.line) from None
         return values
 
 
@@ -140,10 +150,36 @@ def _short(exc: Exception) -> str:
     return text
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _python_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 class _Evaluator:
-    def __init__(self, env: Mapping[str, Any], backend: Backend) -> None:
+    def __init__(self, env: Mapping[str, Any], backend: Backend, limits: Limits = DEFAULT_LIMITS) -> None:
         self.env = env
         self.b = backend
+        self.limits = limits
+
+    def _power(self, a: Any, b: Any) -> Any:
+        """``a ** b``, refused before it runs when Python would compute a huge integer
+        (``10 ** 10 ** 10`` never finishes) or the exponent is past --max-exponent."""
+        lim = self.limits
+        if _python_number(b) and abs(b) > lim.max_exponent:
+            raise LimitError(f"exponent {b!r} is past --max-exponent {lim.max_exponent}")
+        if _is_int(a) and _is_int(b) and b > 0 and abs(a) > 1:
+            bits = b * math.log2(abs(a))
+            if bits > math.log2(lim.max_integer) + 1:
+                raise LimitError(f"{a} ** {b} is past --max-integer {lim.max_integer}")
+        return a**b
+
+    def _integer(self, v: Any) -> Any:
+        if _is_int(v) and abs(v) > self.limits.max_integer:
+            raise LimitError(f"the integer {v} is past --max-integer {self.limits.max_integer}")
+        return v
 
     def eval(self, node: ast.expr) -> Any:
         if isinstance(node, ast.Constant):
@@ -157,15 +193,15 @@ class _Evaluator:
             a, b = self.eval(node.left), self.eval(node.right)
             op = type(node.op)
             if op is ast.Add:
-                return a + b
+                return self._integer(a + b)
             if op is ast.Sub:
-                return a - b
+                return self._integer(a - b)
             if op is ast.Mult:
-                return a * b
+                return self._integer(a * b)
             if op is ast.Div:
                 return a / b
             if op is ast.Pow:
-                return a**b
+                return self._integer(self._power(a, b))
             if op is ast.FloorDiv:  # static integers only
                 return a // b
             return self.b.matmul(a, b)
@@ -218,6 +254,7 @@ def parse_program(
     file: Path | None = None,
     first_line: int = 1,
     integers: Iterable[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Program:
     """Parse and check ``source``; ``known`` are the names defined before it runs.
 
@@ -231,15 +268,20 @@ def parse_program(
         line = None if lineno is None else first_line + lineno - 1
         return CaseError(message, file=file, line=line, key=f"{key}")
 
-    try:
-        tree = ast.parse(source, mode="exec")
-    except SyntaxError as exc:
-        raise err(f"syntax error: {exc.msg}", exc.lineno) from None
+    def limit(message: str, lineno: int | None) -> CaseError:
+        return LimitError(message, file=file, line=None if lineno is None else first_line + lineno - 1, key=key)
 
+    tree = _parse(source, limits, err, limit)
+    if len(tree.body) > limits.max_statements:
+        raise limit(
+            f"the program has {len(tree.body)} statements, over --max-statements {limits.max_statements}",
+            tree.body[limits.max_statements].lineno,
+        )
     lines = source.splitlines()
-    checker = _Checker(set(known), set(integers), err)
+    checker = _Checker(set(known), set(integers), err, limits, limit)
     statements: list[Statement] = []
     for node in tree.body:
+        _check_depth(node, limits, limit)
         text = lines[node.lineno - 1].strip() if node.lineno - 1 < len(lines) else ""
         if isinstance(node, ast.Assign):
             if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
@@ -267,7 +309,34 @@ def parse_program(
         statements.append(Statement(target, op, value, first_line + node.lineno - 1, text))
     if not statements:
         raise err("the program is empty", 1)
-    return Program(tuple(statements), file, key, frozenset(checker.used), frozenset(checker.integers))
+    return Program(tuple(statements), file, key, frozenset(checker.used), frozenset(checker.integers), limits)
+
+
+def _parse(source: str, limits: Limits, err: Any, limit: Any) -> ast.Module:
+    """``ast.parse``, whose own failures on deep or huge input (RecursionError, MemoryError,
+    "too many nested parentheses") become located errors."""
+    try:
+        return ast.parse(source, mode="exec")
+    except SyntaxError as exc:
+        raise err(f"syntax error: {exc.msg}", exc.lineno) from None
+    except ValueError as exc:  # a NUL character
+        raise err(f"syntax error: {exc}", None) from None
+    except (RecursionError, MemoryError):
+        raise limit(f"the program is nested too deeply to parse (--max-depth {limits.max_depth})", 1) from None
+
+
+def _check_depth(statement: ast.stmt, limits: Limits, limit: Any) -> None:
+    """Refuse an expression nested deeper than --max-depth, walking the tree without
+    recursion, before the checker and the evaluator recurse into it."""
+    stack: list[tuple[ast.AST, int]] = [(statement, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise limit(
+                f"an expression nested {depth} deep, over --max-depth {limits.max_depth}",
+                getattr(node, "lineno", statement.lineno),
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _describe(node: ast.AST) -> str:
@@ -285,11 +354,15 @@ def _check_name(name: str, lineno: int, err: Any) -> None:
 class _Checker:
     """Walks one expression; ``integers`` are the names known to hold a static integer."""
 
-    def __init__(self, defined: set[str], integers: set[str], err: Any) -> None:
+    def __init__(
+        self, defined: set[str], integers: set[str], err: Any, limits: Limits = DEFAULT_LIMITS, limit: Any = None
+    ) -> None:
         self.defined = defined
         self.integers = integers
         self.used: set[str] = set()
         self.err = err
+        self.limits = limits
+        self.limit = limit or err
 
     def is_static(self, node: ast.expr) -> bool:
         """An integer computed without looking at any array's values."""
@@ -329,7 +402,12 @@ class _Checker:
         lineno = getattr(node, "lineno", None)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise err(f"forbidden syntax: only numeric literals are allowed, not {node.value!r}", lineno)
+                raise err(f"forbidden syntax: only numeric literals are allowed, not {node.value!r:.40}", lineno)
+            if isinstance(node.value, int) and abs(node.value) > self.limits.max_integer:
+                digits = len(str(abs(node.value)))
+                raise self.limit(
+                    f"an integer literal of {digits} digits is past --max-integer {self.limits.max_integer}", lineno
+                )
             return
         if isinstance(node, ast.Name):
             _check_name(node.id, lineno or 0, err)

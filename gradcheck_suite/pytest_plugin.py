@@ -41,11 +41,13 @@ from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check, check_module
 from ._devices import get_device
 from ._engine import CaseResult, Report, RunOptions, check_case
-from ._errors import CaseError, UsageError
+from ._errors import CaseError, GradcheckError, UsageError
 from ._options import add_pytest_options, run_options
 from ._report import json_report
+from ._report.files import prepare_dir
 from ._report.outputs import write_reports
 from ._report.terminal import render_summary
+from ._trust import Trust
 
 __all__ = [
     "CaseFile",
@@ -57,6 +59,7 @@ __all__ = [
     "pytest_collect_file",
     "pytest_collection_modifyitems",
     "pytest_sessionfinish",
+    "pytest_runtest_makereport",
     "pytest_terminal_summary",
 ]
 
@@ -70,10 +73,16 @@ class _State:
     devices: tuple[str, ...]
     dtypes: tuple[str | None, ...]  # None: each case's own `dtype`, else float64
     report_dir: Path | None
+    trust: Trust = field(default_factory=Trust)  # which callables case files may name (docs/trust.md)
+    report_problem: str | None = None  # why the reports could not be written at session end
     results: list[CaseResult] = field(default_factory=list)
     errors: list[CaseError] = field(default_factory=list)
     unsent: int = 0  # results an xdist worker could not send to the controller
     report: Report | None = None
+    # node id -> what went wrong, for tests pytest reports as errors (a fixture's setup or
+    # teardown raised): their checks count as errors, not passes
+    errored: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, int] = field(default_factory=dict)  # node id -> checks the fixture made in it
 
 
 _STATE = pytest.StashKey[_State]()
@@ -116,13 +125,22 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--gradcheck-device: {exc}") from None
     dtypes = tuple(config.option.gradcheck_dtype)
     values = {**vars(config.option), "gradcheck_device": devices[0], "gradcheck_dtype": dtypes[0]}
-    report_dir = config.option.gradcheck_report_dir
+    report_dir = (here / config.option.gradcheck_report_dir) if config.option.gradcheck_report_dir else None
+    base = run_options(values, prefix="gradcheck_")
+    try:
+        # the allow-list is read once, from where pytest was started, before any file is collected
+        trust = Trust.from_settings(base.allow_callable, base.data_only, start=here)
+        if report_dir is not None and not hasattr(config, "workerinput"):  # only the controller writes
+            prepare_dir(report_dir)  # an unwritable folder stops the session now, not at its end
+    except GradcheckError as exc:
+        raise pytest.UsageError(f"gradcheck: {exc}") from None
     config.stash[_STATE] = _State(
         roots=explicit + from_ini,
-        base=run_options(values, prefix="gradcheck_"),
+        base=base,
         devices=devices,
         dtypes=dtypes,
-        report_dir=(here / report_dir) if report_dir else None,
+        report_dir=report_dir,
+        trust=trust,
     )
     # pytest walks only its test paths; case folders outside them would never reach
     # pytest_collect_file. Explicit --gradcheck paths always join; the ini's only when the
@@ -161,7 +179,7 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[CaseItem]:
         state = self.config.stash[_STATE]
         try:
-            case = load_case(self.path)
+            case = load_case(self.path, limits=state.base.limits, trust=state.trust)  # imports nothing
         except CaseError as exc:
             # Name the file as pytest does (relative to rootdir): file:line: what is wrong.
             exc.file = Path(self.nodeid.split("::")[0])
@@ -178,12 +196,13 @@ class CaseFile(pytest.File):
 
 
 def _kinds(case: Case, options: RunOptions) -> list[str]:
-    """The check kinds asked for that apply to ``case`` (each one more item)."""
+    """The check kinds asked for (each one more item). Whether one applies depends on the
+    case's callables, which collection never imports: a kind that does not apply skips."""
     if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
         return []
-    from ._kinds import applicable, requested  # the kinds load torch.func: only when asked for
+    from ._kinds import requested  # the kinds load torch.func: only when asked for
 
-    return [k for k in requested(case, options) if applicable(case, k, options) is None]
+    return list(requested(case, options))
 
 
 def _skip(reason: str) -> NoReturn:
@@ -216,19 +235,27 @@ class CaseItem(pytest.Item):
         state = self.config.stash[_STATE]
         try:
             if self.kind:
-                from ._kinds import check_kind
+                from ._kinds import applicable, check_kind
 
-                result = check_kind(self.case, self.options, self.kind)
+                resolved = self.case.resolved()
+                why = applicable(resolved, self.kind, self.options)
+                if why is not None:
+                    _skip(f"{self.kind} does not apply: {why}")
+                result = check_kind(resolved, self.options, self.kind)
             else:
                 result = check_case(self.case, self.options)
         except CaseError as exc:
             # A case that loads but cannot be run (NaN at its point, an upstream of the wrong
-            # shape) fails with the engine's located message.
+            # shape, a refused callable, a limit) fails with the engine's located message.
             if exc.file == self.path:
                 exc.file = Path(self.nodeid.split("::")[0])
+            exc.device, exc.dtype = self.options.device, self.options.dtype
             state.errors.append(exc)
             raise
-        state.results.append(result)
+        # named as pytest names the test, with the file relative to the rootdir as in node ids
+        state.results.append(
+            replace(result, test_id=self.nodeid, case=replace(result.case, file=Path(self.nodeid.split("::")[0])))
+        )
         if result.verdict == "fail":
             raise GradientCheckFailed(result)
         if result.verdict == "inconclusive":
@@ -278,12 +305,17 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         missing = _cuda_missing(str(options["device"]))
         if missing:
             _skip(missing)
-        if isinstance(fn, torch.nn.Module):
-            result = check_module(fn, inputs, **options)
-        else:
-            result = check(fn, inputs, **options)
-        state.results.append(result.first())
-        state.results.extend(result.kinds)
+        test_id = _check_id(state, request.node.nodeid)
+        try:
+            if isinstance(fn, torch.nn.Module):
+                result = check_module(fn, inputs, **options)
+            else:
+                result = check(fn, inputs, **options)
+        except CaseError as exc:
+            state.errors.append(_test_error(exc, test_id))
+            raise
+        state.results.append(_as_test(result.first(), test_id))
+        state.results.extend(_as_test(k, test_id) for k in result.kinds)
         if result.verdict == "fail":
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict == "inconclusive":
@@ -291,6 +323,55 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         return result
 
     return run
+
+
+def _check_id(state: _State, nodeid: str) -> str:
+    """The test's node id names its check; a test making several adds #2, #3 to the later ones."""
+    n = state.checks.get(nodeid, 0) + 1
+    state.checks[nodeid] = n
+    return nodeid if n == 1 else f"{nodeid} #{n}"
+
+
+def _as_test(result: CaseResult, test_id: str) -> CaseResult:
+    """A fixture check as the session's reports name it: by its test, not by the function it
+    checked (three tests of one function are three entries), in the test's file."""
+    file = Path(test_id.split("::")[0])
+    return replace(result, test_id=test_id, case=replace(result.case, name=test_id, file=file))
+
+
+def _test_error(exc: CaseError, test_id: str, message: str | None = None) -> CaseError:
+    error = CaseError(message or str(exc), file=Path(test_id.split("::")[0]), case=test_id)
+    error.nodeid = test_id  # type: ignore[attr-defined]  # read by report.json's writer
+    return error
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember the tests pytest reports as errors (a fixture failed around the test), in the
+    process that ran them: their checks are counted as errors at the session's end."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "teardown"):
+        state = item.config.stash.get(_STATE, None)
+        if state is not None:
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            lines = str(report.longreprtext or "").strip().splitlines()
+            what = getattr(crash, "message", None) or (lines[-1] if lines else "")
+            state.errored.setdefault(item.nodeid, f"the test errored in {report.when}: {what}")
+
+
+def _fold_errors(state: _State) -> None:
+    """A check whose test errored counts as an error, as pytest counts the test."""
+    if not state.errored:
+        return
+    kept = []
+    for r in state.results:
+        nodeid = (r.test_id or "").split(" #")[0]
+        if nodeid in state.errored:
+            state.errors.append(_test_error(CaseError(""), r.test_id or nodeid, state.errored[nodeid]))
+        else:
+            kept.append(r)
+    state.results = kept
 
 
 def session_report(config: pytest.Config) -> Report | None:
@@ -330,6 +411,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(_STATE, None)
     if state is None:
         return
+    _fold_errors(state)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         # An xdist worker: send what it checked to the controller, which builds the Report.
@@ -350,13 +432,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             "unsent": state.unsent,
         }
         return
-    # A file that failed to load on every worker arrives once per worker.
-    errors = list({str(e): e for e in state.errors}.values())
+    # A file that failed to load on every worker arrives once per worker; an error of one item
+    # (a case on one device and dtype) is its own, even when another item's reads the same.
+    errors = list({(str(e), e.device, e.dtype): e for e in state.errors}.values())
     # Time spent checking, as the CLI reports it; the session's own time includes all else.
     state.report = Report(state.results, errors, state.base, sum(r.seconds for r in state.results))
     if state.report_dir is not None:
-        state.report_dir.mkdir(parents=True, exist_ok=True)
-        write_reports(state.report_dir, json_report.to_dict(state.report))
+        try:
+            write_reports(state.report_dir, json_report.to_dict(state.report), report=state.report)
+        except GradcheckError as exc:  # the folder went away or filled up during the session
+            state.report_problem = str(exc)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -380,5 +465,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state.unsent:
         line += f" ({state.unsent} result(s) could not be gathered from xdist workers)"
     terminalreporter.write_line(line)
-    if state.report_dir is not None:
+    if state.report_problem is not None:
+        terminalreporter.write_line(f"gradcheck: error: {state.report_problem}", red=True)
+    elif state.report_dir is not None:
         terminalreporter.write_line(f"gradcheck: reports written to {state.report_dir}")

@@ -5,11 +5,26 @@ from pathlib import Path
 
 import pytest
 
+# torch imports torch._inductor.test_operators lazily (through torch._dynamo, which torch.func
+# and forward-mode checks reach), and that module registers a torch library when imported.
+# pytester's in-process runs drop every module first imported inside them, so the next run
+# would import and register it again ("Only a single TORCH_LIBRARY ..."). Importing it here,
+# once per test process, keeps it out of their snapshots.
+import torch._dynamo.trace_rules  # noqa: F401, E402
+
 from gradcheck_suite._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole lines and no colour, whatever the session's environment (xdist's workers set
+    COLUMNS=80): the tests of fitting and colour set these themselves."""
+    for name in ("COLUMNS", "NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ class XExpWrongJvp(XExp):
 # -- second order: a backward that detaches a term -------------------------------------------
 
 
-def _xyy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def xyy_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return x * y * y
 
 
@@ -304,7 +304,7 @@ BUGS: list[Planted] = [
         XYYDetached,
         XYY,
         {"x": _x(3, seed=2), "y": _x(3, seed=3)},
-        _xyy,
+        xyy_reference,
         "order2",
         {"gradgradcheck": True},
     ),
@@ -357,3 +357,8 @@ BUGS: list[Planted] = [
         module=True,
     ),
 ]
+
+
+def factory_of_a_dict() -> dict[str, int]:
+    """A [module] factory that returns no module (an error case of the loader)."""
+    return {}

@@ -102,6 +102,7 @@ def test_a_drift_that_still_passes_is_caught_by_growth_alone(
     4 times the numeric error estimate, while the baseline's growth floor is the estimate
     itself: a drift of 2.5 floors passes the check and grows 2.5x."""
     (project / "drift_layer.py").write_text(DRIFT_MODULE)
+    (project / "pyproject.toml").write_text('[tool.gradcheck]\ncallables = ["drift_layer.*"]\n')
     (project / "cases" / "drift.toml").write_text(DRIFT_CASE)
     monkeypatch.syspath_prepend(str(project))
     assert main(["baseline", "save", "base.json"]) == 0
@@ -150,13 +151,16 @@ def test_a_case_file_that_stops_loading_is_named_as_the_reason(
 def test_a_partial_run_is_compared_only_where_it_ran(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baseline", "save", "base.json"]) == 0
     capsys.readouterr()
-    for args in (["-k", "product"], ["cases/product.toml"], ["--dtype", "float32"]):
+    for args in (["-k", "product"], ["cases/product.toml"]):
         status, out, _ = run(capsys, "--baseline", "base.json", *args)
         assert status == 0, (args, out)
         assert "missing" not in out and "removed" not in out
-    # float32 is a different configuration: its cases are new, none compared
-    status, out, _ = run(capsys, "--baseline", "base.json", "--dtype", "float32")
+    # float32 is a different configuration: its cases are new and none is compared, which
+    # would pass whatever the gradients are, so it is an error naming what each side holds
+    status, out, err = run(capsys, "--baseline", "base.json", "--dtype", "float32")
+    assert status == 2
     assert "0 case(s) compared" in out and "new (not in the baseline): matmul[cpu-float32]" in out
+    assert "base.json matches none of this run's cases: it holds matmul[cpu-float64]" in err
 
 
 def _report(

@@ -52,7 +52,11 @@ def test_only_the_selected_cases_run(cli) -> None:
 
 def test_list_and_show(cli) -> None:
     code, out, _ = cli("list", str(CASES))
-    assert code == 0 and len(out.strip().splitlines()) == BUNDLED
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].split() == ["case", "inputs", "sources", "description"]
+    # a row per case, each folder's name above its cases
+    headings = [line for line in lines[2:] if line.endswith("/")]
+    assert len(lines) - 2 - len(headings) == BUNDLED and len(headings) == 2
     code, out, _ = cli("show", "compound_sigmoid", str(CASES))
     assert code == 0
     # each forward step's value, as the notebook's cells print them

@@ -39,6 +39,8 @@ def backward(dout, x):
     return g * 1.01 if PLANTED else g  # a bug only where PLANTED: on one device
 """
 
+ALLOW = ("--allow-callable", "devkernel.*")  # case files run only allowed callables (docs/trust.md)
+
 CASE = """\
 name = "cube"
 output = "out"
@@ -96,7 +98,9 @@ def fake_device() -> Iterator[None]:
 
 def test_a_device_only_bug_names_the_odd_device(kernel: ModuleType, fake_device: None, tmp_path: Path, cli) -> None:
     register_device(_fake("fakegpu", kernel))
-    code, out, _ = cli("run", str(tmp_path / "cases"), "--device", "cpu,fakegpu", "--report-dir", str(tmp_path / "r"))
+    code, out, _ = cli(
+        "run", str(tmp_path / "cases"), *ALLOW, "--device", "cpu,fakegpu", "--report-dir", str(tmp_path / "r")
+    )
     assert code == 1, out
     assert "manual    fakegpu vs cpu" in out and "DIFFER: fakegpu is the odd device" in out
     data = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -115,7 +119,9 @@ def test_a_device_only_bug_names_the_odd_device(kernel: ModuleType, fake_device:
 def test_devices_that_agree(kernel: ModuleType, fake_device: None, tmp_path: Path, cli) -> None:
     register_device(_fake("quietgpu", None))
     for dtype in ("float64", "float32", "bfloat16"):
-        code, out, _ = cli("run", str(tmp_path / "cases"), "--device", "cpu,quietgpu", "--dtype", dtype, "--no-reports")
+        code, out, _ = cli(
+            "run", str(tmp_path / "cases"), *ALLOW, "--device", "cpu,quietgpu", "--dtype", dtype, "--no-reports"
+        )
         assert code == 0, out
         assert "quietgpu vs cpu" in out and "DIFFER" not in out
         assert "2 case(s): 2 pass" in out and "0 differ across devices" in out

@@ -205,8 +205,8 @@ def test_a_case_file_names_a_module_factory(tmp_path: Path, cli: Any) -> None:
     ("edit", "message"),
     [
         (
-            lambda t: t.replace('"tests.planted:mlp"', '"builtins:dict"'),
-            "the factory `builtins:dict` returned a dict, not an nn.Module",
+            lambda t: t.replace('"tests.planted:mlp"', '"tests.planted:factory_of_a_dict"'),
+            "the factory `tests.planted:factory_of_a_dict` returned a dict, not an nn.Module",
         ),
         (
             lambda t: t.replace('[module]\ncallable = "tests.planted:mlp"', '[module]\nprogram = "out = x"'),

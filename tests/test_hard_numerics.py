@@ -277,10 +277,14 @@ def unseeded_backward(dout, x):
 
 
 @pytest.fixture
-def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def module(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An importable module of MODULE, allowed by the pyproject.toml of the folder the test runs in."""
     name = f"hard_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    project = tmp_path_factory.mktemp("project")
+    (project / "pyproject.toml").write_text(f'[tool.gradcheck]\ncallables = ["{name}.*"]\n')
+    monkeypatch.chdir(project)
     return name
 
 

@@ -32,7 +32,7 @@ y = [0.3, 1.5, -1.0]
 callable = "tests.planted:{function}"
 
 [reference]
-callable = "tests.planted:_xyy"
+callable = "tests.planted:xyy_reference"
 array = "torch"
 """
 

@@ -167,7 +167,7 @@ def test_repeat_and_nondet_tol_from_the_case_file_and_the_cli(
     monkeypatch.syspath_prepend(str(tmp_path))
     case = tmp_path / "square.toml"
     case.write_text(CASE.replace("{keys}", "repeat = 3\nnondet_tol = 1e-6\n"))
-    code, out, _ = cli("run", str(case), "--report-dir", str(tmp_path / "r"))
+    code, out, _ = cli("run", str(case), "--allow-callable", "nondetkernel.*", "--report-dir", str(tmp_path / "r"))
     assert code == 0, out
     assert "manual: 3 runs, run-to-run spread up to" in out and "(nondet_tol 1e-06)" in out
     data = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -175,11 +175,13 @@ def test_repeat_and_nondet_tol_from_the_case_file_and_the_cli(
     assert 0 < pairs["manual-manual"]["max_abs"] < 1e-6 and pairs["manual-manual"]["disagree"] == 0
     assert pairs["autograd-autograd"]["max_abs"] == 0
     # the command line wins over the file
-    code, out, _ = cli("run", str(case), "--nondet-tol", "0", "--no-reports", "-v")
+    code, out, _ = cli(
+        "run", str(case), "--allow-callable", "nondetkernel.*", "--nondet-tol", "0", "--no-reports", "-v"
+    )
     assert code == 1 and "FAIL: manual is the odd one out" in out
     assert "manual is nondeterministic: 3 runs differ by up to" in out
     # one run: the noise is an unexplained float64 disagreement, nothing says it varies
-    code, out, _ = cli("run", str(case), "--repeat", "1", "--no-reports", "-v")
+    code, out, _ = cli("run", str(case), "--allow-callable", "nondetkernel.*", "--repeat", "1", "--no-reports", "-v")
     assert code == 1 and "nondeterministic" not in out and "manual disagrees with the other two" in out
 
 

@@ -14,6 +14,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 INI = """
 [tool.pytest.ini_options]
 gradcheck_paths = ["checks"]
+
+[tool.gradcheck]
+callables = ["tests.planted.*"]
 """
 
 

@@ -18,7 +18,9 @@ from gradcheck_suite._sources.numeric.referee import (
     referee_available,
     referee_backward,
     referee_gradient,
+    referee_kink_distance,
 )
+from gradcheck_suite._trust import Trust
 
 from .conftest import CASES
 
@@ -107,6 +109,9 @@ def test_matmul_with_an_upstream(tmp_path: Path) -> None:
         ("f = where(x > 0, x, exp(x) - 1)", "dx = df * where(x > 0, 1, exp(x))", 0.0, False, 1.0),
         ("f = x / (1 + abs(x))", "dx = df / (1 + abs(x)) ** 2", 0.0, False, 1.0),
         ("f = x * abs(x)", "dx = df * 2 * abs(x)", 0.0, False, 0.0),
+        # smooth with a vanishing slope: the one-sided values differ by 12 h^3 against a size
+        # of 6 h^3, and only a smaller step shows the gap is no jump
+        ("f = (x - 1) ** 4", "dx = df * 4 * (x - 1) ** 3", 1.0, False, 0.0),
     ],
 )
 def test_kinks_are_decided_by_a_step_of_1e_minus_17(
@@ -170,7 +175,7 @@ def test_callables_are_refused_with_a_reason(tmp_path: Path) -> None:
         'name = "c"\noutput = "out"\n[inputs]\nx = [0.3, -1.2]\n[forward]\ncallable = "torch.tanh"\n'
         '[backward]\nprogram = "dx = (1 - out * out) * dout"\n'
     )
-    case = load_case(path)
+    case = load_case(path, trust=Trust.from_settings(["torch.tanh"]))
     assert referee_available(case) is not None
     with pytest.raises(CaseError, match="the referee needs programs"):
         referee_gradient(case, case.inputs)
@@ -194,3 +199,42 @@ def test_a_domain_error_is_located(tmp_path: Path) -> None:
 def test_too_few_digits_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 20 digits"):
         MpmathBackend(10)
+
+
+@pytest.mark.parametrize(
+    ("forward", "backward", "x", "radius", "distance"),
+    [
+        ("f = maximum(0, x)", "dx = where(x > 0, df, 0)", -0.005, 0.01, 0.005),
+        ("f = maximum(0, x)", "dx = where(x > 0, df, 0)", -0.005, 0.004, None),  # out of reach
+        ("f = maximum(0, x)", "dx = where(x > 0, df, 0)", 1e-9, 1e-8, 1e-9),
+        ("f = abs(x - 0.5)", "dx = df * sign(x - 0.5)", 0.4995, 0.01, 0.0005),
+        # a switch of branch where only the second derivative jumps is no kink
+        ("f = where(x > 0, x, exp(x) - 1)", "dx = df * where(x > 0, 1, exp(x))", -0.005, 0.01, None),
+        ("f = x * abs(x)", "dx = df * 2 * abs(x)", 3e-4, 0.01, None),
+        (
+            "f = where(abs(x) <= 1, 0.5 * x * x, abs(x) - 0.5)",
+            "dx = df * where(abs(x) <= 1, x, sign(x))",
+            0.95,
+            0.2,
+            None,
+        ),
+    ],
+)
+def test_the_distance_to_the_nearest_true_kink(
+    tmp_path: Path, forward: str, backward: str, x: float, radius: float, distance: float | None
+) -> None:
+    case = write_case(tmp_path, forward, backward, f"x = {x!r}")
+    found = referee_kink_distance(case, case.inputs, "x", 0, radius)
+    if distance is None:
+        assert found is None
+    else:
+        assert found is not None and found == pytest.approx(distance, rel=1e-12)
+
+
+def test_the_distance_to_a_near_tie_of_max(tmp_path: Path) -> None:
+    case = write_case(tmp_path, "f = max(x)", "dx = where(x == f, df, 0)", "x = [1.0008, 1.000800000001, 0.9995]")
+    gap = 1.000800000001 - 1.0008
+    assert referee_kink_distance(case, case.inputs, "x", 0, 1e-11) == pytest.approx(gap, rel=1e-9)
+    # 0.9995 ties the max 1.3e-3 above itself
+    assert referee_kink_distance(case, case.inputs, "x", 2, 1e-3) is None
+    assert referee_kink_distance(case, case.inputs, "x", 2, 1e-2) == pytest.approx(1.000800000001 - 0.9995)

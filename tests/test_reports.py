@@ -93,7 +93,7 @@ def test_junit_has_the_attributes_ci_reads(mixed_run: Path, mixed_cases: Path) -
         "kink[cpu-float64]",
         "broken[cpu-float64]",
     }
-    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul"
+    assert cases["matmul[cpu-float64]"].get("classname") == "cases.matmul.toml"  # as pytest names it
     assert list(cases["product[cpu-float64]"]) == []  # a pass has no child element
 
     skipped = cases["kink[cpu-float64]"].find("skipped")
@@ -216,7 +216,10 @@ def test_default_report_dir_is_reports(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     assert main(["run", str(REPO / "cases" / "product.toml")]) == 0
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["junit.xml", "report.json", "summary.md"]
+    names = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert names == [files.SETS, "junit.xml", "report.html", "report.json", "summary.md"]
+    # each report is a link through the set the last run wrote (see files.write_set)
+    assert all((tmp_path / "reports" / n).is_symlink() for n in names[1:])
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
@@ -254,7 +257,7 @@ def test_a_failed_write_keeps_the_old_files_and_leaves_no_temporaries(
 
 # The child runs the real CLI with one os function replaced so that it stops, at a chosen
 # point of writing the reports, until it is killed: "write" while the first temporary file
-# is being written, "rename" after the first of the three renames.
+# is being written, "rename-N" after N of the set's renames.
 CHILD = """
 import os, sys, time
 from pathlib import Path
@@ -269,7 +272,7 @@ def hang(*args):
     time.sleep(300)
 
 def replace_then_hang(src, dst):
-    if renamed:
+    if len(renamed) == int(mode.split("-")[1]):
         hang()
     renamed.append(dst)
     real_replace(src, dst)
@@ -292,8 +295,22 @@ def _parse_all(folder: Path) -> None:
     assert (folder / "summary.md").read_text().startswith("## gradcheck")
 
 
-@pytest.mark.parametrize("mode", ["write", "rename"])
-def test_killing_a_run_while_it_writes_keeps_the_old_reports(
+def _one_run(reports: dict[str, bytes]) -> str:
+    """Which run the three files come from, by the verdict each one records: all must agree."""
+    verdicts = {
+        json.loads(reports["report.json"])["cases"][0]["verdict"],
+        "fail" if b"<failure" in reports["junit.xml"] else "pass",
+        "fail" if b"FAIL" in reports["summary.md"] else "pass",
+    }
+    assert len(verdicts) == 1, f"a mixed set: {verdicts}"
+    return verdicts.pop()
+
+
+# The killed child renames the 3 files into its set folder, then `previous`, then `current`
+# (the visible links exist since the first run): killed inside the writes, after the first
+# file, after all three, and between `previous` and `current`.
+@pytest.mark.parametrize("mode", ["write", "rename-1", "rename-3", "rename-4"])
+def test_killing_a_run_while_it_writes_keeps_a_whole_set(
     mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -314,26 +331,45 @@ def test_killing_a_run_while_it_writes_keeps_the_old_reports(
     )
     try:
         deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        while not marker.exists() and child.poll() is None:
             assert time.monotonic() < deadline, "the child never reached the write"
             time.sleep(0.05)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    assert child.returncode == -signal.SIGKILL
 
     now = _report_files(out)
     _parse_all(out)  # every report is whole, whatever the moment of the kill
+    _one_run(now)  # and all three come from one run: never an old junit.xml beside a new summary
     if mode == "write":
         assert now == old
-    else:
-        # summary.md was renamed in before the kill; report.json, renamed last, is the old one.
-        assert now["summary.md"] != old["summary.md"] and b"FAIL" in now["summary.md"]
-        assert now["report.json"] == old["report.json"] and now["junit.xml"] == old["junit.xml"]
-    # The next run is not disturbed by what the killed one left behind.
+    # The next run is not disturbed by what the killed one left behind, and removes it.
     assert main(["run", "cases", "--report-dir", str(out)]) == 1
     assert json.loads((out / "report.json").read_text())["cases"][0]["verdict"] == "fail"
+    left = [p.name for p in out.iterdir()] + [p.name for p in (out / files.SETS).iterdir()]
+    assert not [n for n in left if n.endswith(".tmp")], left
+    assert len([n for n in left if files._SET.match(n)]) <= 2  # current and previous
+
+
+def test_plain_reports_of_an_earlier_version_become_the_first_set(tmp_path: Path) -> None:
+    for name in ("report.json", "junit.xml", "summary.md"):
+        (tmp_path / name).write_text(f"old {name}")
+    files.write_set(tmp_path, {"report.json": "new report.json", "junit.xml": "new junit.xml"})
+    assert (tmp_path / "report.json").read_text() == "new report.json"
+    assert (tmp_path / "summary.md").read_text() == "old summary.md"  # not in this set: untouched
+    previous = tmp_path / files.SETS / "previous"
+    assert (previous / "report.json").read_text() == "old report.json"  # adopted, then kept one run
+
+
+def test_temporaries_of_killed_runs_are_removed_and_a_live_writers_are_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = tmp_path / f".junit.xml.{dead_pid}.0123abcd.tmp"
+    live = tmp_path / f".junit.xml.{os.getpid()}.0123abcd.tmp"
+    orphan.write_text("half")
+    live.write_text("being written")
+    files.write_all({tmp_path / "junit.xml": "whole"})
+    assert not orphan.exists() and live.exists()
 
 
 def test_a_projection_failure_is_reported_along_its_direction(
@@ -355,7 +391,8 @@ def test_a_projection_failure_is_reported_along_its_direction(
         '[forward]\ncallable = "projpkg.mod:lin"\n[backward]\ncallable = "projpkg.mod:lin_bwd"\n'
     )
     out = tmp_path / "out"
-    assert main(["run", str(tmp_path / "lin.toml"), "--mode", "projection", "--report-dir", str(out), "-v"]) == 1
+    args = ["run", str(tmp_path / "lin.toml"), "--mode", "projection", "--report-dir", str(out), "-v"]
+    assert main([*args, "--allow-callable", "projpkg.*"]) == 1
     assert "manual vs numeric: 4 direction(s) disagree" in capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
     jsonschema.validate(data, json_report.load_schema())

@@ -108,7 +108,7 @@ def test_baseline_noise_floor_knows_bfloat16() -> None:
 
 
 def test_a_bad_dtype_in_run_options_is_a_usage_error() -> None:
-    from gradcheck_suite import UsageError
+    from gradcheck_suite import GradcheckError  # check_case locates every error (issue 13)
 
-    with pytest.raises(UsageError, match="dtype must be one of"):
+    with pytest.raises(GradcheckError, match="dtype must be one of"):
         check_case(load_case(CASES / "product.toml"), RunOptions(dtype="float8"))

@@ -96,15 +96,18 @@ def test_the_workflow_installs_and_tests_as_the_readme_says() -> None:
         "Tests",
         "Gradient regression",
         "Upload reports",
-        "Publish JUnit",
     ]
     by = {n: s for n, s in zip(names, steps, strict=True)}
     setup, test = readme_commands()
-    # The README's set-up, less its demo run, is the install; the CPU torch line before it
-    # only fetches the pinned torch from PyTorch's CPU index instead of PyPI's CUDA build.
+    # The README's set-up, less its demo run, ends the install; the two lines before it only
+    # fetch the pinned torch from PyTorch's CPU index into the venv instead of PyPI's CUDA build.
     readme_install = [c.strip() for c in setup.split("&&") if "gradcheck run" not in c]
     install = [c for c in by["Install"]["run"].splitlines() if c]
-    assert [c for c in install if "download.pytorch.org" not in c] == readme_install
+    assert install[-len(readme_install) :] == readme_install
+    assert install[: -len(readme_install)] == [
+        "python3 -m venv .venv",
+        ".venv/bin/pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu",
+    ]
     assert by["Tests"]["run"] == test
     # .ci/run runs the same regression command, after the README's test command.
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
@@ -138,8 +141,7 @@ def test_the_workflows_gradcheck_commands_produce_what_it_uploads(
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
     uploaded = project / upload["with.path"]
     assert {"report.json", "junit.xml", "summary.md", "baseline.json"} <= {p.name for p in uploaded.iterdir()}
-    publish = next(s for s in steps if "junit" in s.get("uses", "").lower())
-    root = ET.parse(project / publish["with.report_paths"]).getroot()
+    root = ET.parse(uploaded / "junit.xml").getroot()
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     cases = len(list((REPO / "cases").rglob("*.toml")))
     assert suites["gradcheck"].get("tests") == str(cases) and suites["gradcheck"].get("failures") == "0"
@@ -147,3 +149,23 @@ def test_the_workflows_gradcheck_commands_produce_what_it_uploads(
     report = json.loads((uploaded / "report.json").read_text())
     assert report["baseline"]["passed"] and len(report["baseline"]["compared"]) == cases
     assert "| matmul " in step_summary.read_text()
+
+
+# The current major of each of GitHub's own actions the workflow uses: the first to run on
+# node24 (checkout v5, setup-python v6, upload-artifact v5), or later.
+CURRENT_MAJOR = {"actions/checkout": 6, "actions/setup-python": 6, "actions/upload-artifact": 6}
+
+
+def test_actions_are_current_and_third_party_ones_pinned_by_commit() -> None:
+    uses = [s["uses"] for s in workflow_steps(WORKFLOW.read_text()) if "uses" in s]
+    assert uses
+    raw = WORKFLOW.read_text()
+    for use in uses:
+        action, _, ref = use.partition("@")
+        if action.startswith("actions/"):
+            m = re.fullmatch(r"v(\d+)", ref)
+            assert m and int(m.group(1)) >= CURRENT_MAJOR[action], use
+        else:
+            # a tag can be moved to other code; a commit cannot
+            assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{use}: pin a third-party action by its commit SHA"
+            assert re.search(rf"{re.escape(use)}\s+# v\d", raw), f"{use}: name the tag it pins in a comment"

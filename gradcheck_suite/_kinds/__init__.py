@@ -125,7 +125,8 @@ def check_kind(
     ``shared``: what the kinds of one case computed that another can use, such as the numeric
     Jacobian or second-order differences)."""
     start = time.perf_counter()
-    case = case.at_dtype(options.dtype)
+    # the case as checked: its callables imported (a plugin item holds it as loaded)
+    case = case.resolved().at_dtype(options.dtype)
     applies, runner = _KINDS[kind]
     reason = applies(TorchCase(case, options.dtype, options.device))
     if reason is not None:

@@ -24,9 +24,13 @@ from typing import Any
 import numpy as np
 
 from .._compare import ROUNDING
+from .._defaults import DEFAULT_MAX_GROWTH
 from .._dtypes import DTYPES, unit_roundoff
 from .._engine import name_matches
 from .._errors import UsageError
+from .._limits import DEFAULT_LIMITS, FileRefused, read_text
+from .._text import printable
+from . import schema
 from .files import atomic_write
 from .json_report import FIRST_ORDER, SCHEMA_ID, SCHEMA_VERSION, case_key, dumps, number, to_float
 
@@ -39,15 +43,10 @@ __all__ = [
     "save",
     "compare",
     "scope",
+    "matches_nothing",
     "case_key",
     "growth_floor",
 ]
-
-# Differences are deterministic on one machine (growth exactly 1); across machines the
-# rounding of a few operations may move them by small factors above the floor. An order of
-# magnitude is far above that noise and far below what a real drift gives (a gradient off by
-# 1% moves a rounding-level difference by about 1e11).
-DEFAULT_MAX_GROWTH = 10.0
 
 
 class BaselineError(UsageError):
@@ -118,7 +117,7 @@ def _problem(data: Any) -> str | None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         return f'not a gradcheck-suite report (no "schema": "{SCHEMA_ID}")'
     version = data.get("version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         return f"report version {version!r}; this gradcheck-suite reads version {SCHEMA_VERSION}"
     cases = data.get("cases")
     if not isinstance(cases, list):
@@ -137,13 +136,19 @@ def _problem(data: Any) -> str | None:
     return None
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Read a baseline, or raise BaselineError with one line saying what is wrong with it."""
+def load(path: Path, max_bytes: int = DEFAULT_LIMITS.max_file_size) -> dict[str, Any]:
+    """Read a baseline, or raise BaselineError with one line saying what is wrong with it.
+
+    Only a regular file of at most ``max_bytes`` is read, and it must be a report of this
+    version by report.schema.json, so nothing in it (a string where a number belongs, arrays
+    nested 100,000 deep, version 0 or true) can reach the comparison."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, max_bytes)
     except FileNotFoundError:
         hint = f"write one with `gradcheck baseline save {path}`"
         raise BaselineError(f"baseline {path} does not exist ({hint})") from None
+    except FileRefused as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise BaselineError(f"cannot read baseline {path}: {reason}") from None
@@ -151,26 +156,80 @@ def load(path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path} is not a baseline: not JSON (line {exc.lineno}: {exc.msg})") from None
-    problem = _problem(data)
+    except RecursionError:
+        raise BaselineError(f"{path} is not a baseline: nested too deeply") from None
+    problem = _problem(data) or schema.problem(_upgraded(data))
     if problem:
-        raise BaselineError(f"{path} is not a baseline: {problem}")
-    result: dict[str, Any] = data
+        raise BaselineError(f"{path} is not a baseline: {printable(problem)}")
+    result: dict[str, Any] = _upgraded(data)
     return result
 
 
-def save(data: dict[str, Any], path: Path) -> None:
-    """Store a report as a baseline (the same schema: any report.json is a baseline)."""
+# Version 1 had no check kinds: every case was first order. Version 2 only added fields.
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 report as version 2 reads it (its cases first order), else ``data`` itself."""
+    if data.get("version") != 1:
+        return data
+    cases = [
+        {"kind": "order1", "check": "", "notes": [], **c} if isinstance(c, dict) else c for c in data.get("cases", [])
+    ]
+    return {**data, "version": SCHEMA_VERSION, "cases": cases}
+
+
+# What changes from one run to the next although no gradient did (the time, the commit, the
+# machine): when a new save differs from the stored baseline only there, the stored file is
+# kept byte for byte.
+_VOLATILE = ("created", "timings", "environment")
+_VOLATILE_CASE = ("seconds",)
+
+
+def _stable(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without what changes on every run, its cases in a fixed order."""
+    out = {k: v for k, v in data.items() if k not in _VOLATILE}
+    cases = out.get("cases")
+    if isinstance(cases, list) and all(isinstance(c, dict) for c in cases):
+        # in any order: the order of the files is not a gradient (and baselines match by name)
+        stable = [{k: v for k, v in c.items() if k not in _VOLATILE_CASE} for c in cases]
+        out["cases"] = sorted(stable, key=lambda c: json.dumps(c, sort_keys=True))
+    return out
+
+
+def save(data: dict[str, Any], path: Path) -> bool:
+    """Store a report as a baseline (the same schema: any report.json is a baseline).
+
+    Returns False, leaving the file untouched, when the stored baseline differs from ``data``
+    in its times, commit and machine: re-saving unchanged gradients must not change a committed file.
+    """
     stored = dict(data)
     stored["baseline"] = None  # a baseline's own comparison would only confuse the next one
+    text = dumps(stored)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        old = None
+    # compared through JSON text, as a later load would see both
+    if isinstance(old, dict) and _stable(old) == _stable(json.loads(text)):
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, dumps(stored))
+    atomic_write(path, text)
+    return True
 
 
 def scope(
-    paths: Iterable[Path], pattern: str | None, device: str, dtype: str, kinds: Iterable[str] | None = None
+    paths: Iterable[Path],
+    pattern: str | None,
+    device: str,
+    dtype: str,
+    names: Iterable[str] = (),
+    kinds: Iterable[str] | None = None,
 ) -> Callable[[dict[str, Any]], bool]:
-    """Which baseline cases a run covers: same device and dtype, under its paths, matching -k,
-    and (``kinds``) of a check kind the run made.
+    """Which baseline cases a run covers: same device and dtype, matching -k, of a check kind
+    the run made (``kinds``), and either a case of the same name ran (the cases may have moved:
+    a baseline matches by name) or its file is under the run's paths (so a deleted case file is
+    reported as missing).
 
     A run of one file or one -k pattern must not report every other case as missing.
     ``device`` and ``dtype`` may be comma lists (``--device cpu,cuda``; the dtypes that ran).
@@ -178,6 +237,7 @@ def scope(
     roots = [Path(p).resolve() for p in paths]
     devices, dtypes = set(device.split(",")), set(dtype.split(","))
     made = None if kinds is None else set(kinds)
+    ran = set(names)
 
     def covered(entry: dict[str, Any]) -> bool:
         if entry.get("device") not in devices or entry.get("dtype") not in dtypes:
@@ -186,13 +246,30 @@ def scope(
             return False
         if not name_matches(str(entry.get("case", "")), pattern):
             return False
+        if entry.get("case") in ran:
+            return True
         file = entry.get("file")
         if not isinstance(file, str):
-            return True
+            return False
         f = Path(file).resolve()
         return any(f == r or r in f.parents for r in roots)
 
     return covered
+
+
+def matches_nothing(baseline: dict[str, Any], file: str, current: dict[str, Any]) -> str:
+    """The error for a baseline none of whose cases this run has: comparing nothing would pass
+    whatever the gradients are (cases renamed, another --device or --dtype, the wrong file)."""
+    stored = sorted({case_key(c) for c in baseline["cases"]})
+    ran = sorted({case_key(c) for c in current["cases"]})
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "") if keys else "none"
+
+    return (
+        f"baseline {file} matches none of this run's cases: it holds {some(stored)}; this run checked"
+        f" {some(ran)} (cases are matched by name, device and dtype)"
+    )
 
 
 def growth_floor(dtype: str, scale: float, numeric_error: float | None) -> float:

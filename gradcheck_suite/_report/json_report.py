@@ -58,6 +58,7 @@ __all__ = [
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "case_key",
+    "display_path",
     "to_dict",
     "dumps",
     "environment",
@@ -277,10 +278,17 @@ def _referee(i: InputResult) -> dict[str, Any] | None:
 def _case(r: CaseResult) -> dict[str, Any]:
     samples = None
     if r.samples is not None:
-        samples = {"points": r.samples.points, "counts": dict(r.samples.counts), "worst": r.samples.worst}
-    return {
+        samples = {
+            "points": r.samples.points,
+            "counts": dict(r.samples.counts),
+            "worst": r.samples.worst,
+            # each point's verdict and largest difference over tolerance (point 0: the case's own)
+            "verdicts": list(r.samples.verdicts),
+            "ratios": [number(x) for x in r.samples.ratios],
+        }
+    entry = {
         "case": r.case.name,
-        "file": r.case.file.as_posix(),
+        "file": display_path(r.case.file),
         "device": r.device,
         "dtype": r.dtype,
         "verdict": r.verdict,
@@ -298,17 +306,47 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
     }
+    if r.test_id is not None:
+        entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it
+    return entry
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    summary: dict[str, Any] = dict(report.counts())
+    points = report.point_counts()
+    if points is not None:
+        summary["points"] = points  # the sweeps' points, counted as the terminal counts them
+    return summary
 
 
 def _error(e: CaseError) -> dict[str, Any]:
-    return {
-        "file": e.file.as_posix() if e.file is not None else None,
+    entry = {
+        "file": display_path(e.file) if e.file is not None else None,
         "line": e.line,
         "case": e.case,
         "key": e.key,
         "message": e.message,
         "text": str(e),
+        # set for an error of one device x dtype item (the pytest plugin's), else the run's
+        "device": e.device,
+        "dtype": e.dtype,
     }
+    nodeid = getattr(e, "nodeid", None)
+    if isinstance(nodeid, str):
+        entry["nodeid"] = nodeid
+    return entry
+
+
+def display_path(path: Path) -> str:
+    """A case file as reports name it: relative to the current directory when under it, so
+    that junit.xml's classnames and baselines do not depend on where the checkout lies."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
 
 
 def to_dict(
@@ -341,7 +379,7 @@ def to_dict(
             "total_seconds": report.seconds,
             "cases_seconds": sum(r.seconds for r in report.results),
         },
-        "summary": report.counts(),
+        "summary": _summary(report),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
         "devices": [_devices(d) for d in report.devices],

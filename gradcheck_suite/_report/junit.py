@@ -2,9 +2,10 @@
 
 ``testsuites > testsuite`` with ``tests``, ``failures``, ``errors``, ``skipped`` and ``time``;
 one ``testcase`` per case x device x dtype (and check kind: ``case[device-dtype-order2]``),
-named ``case[device-dtype]`` like a parametrised
-pytest test, with ``classname`` from the case file's path (``cases/matmul.toml`` ->
-``cases.matmul``). A failing case carries ``<failure message=...>`` naming the worst element
+named ``case[device-dtype]`` like a parametrised pytest test, with ``classname`` from the case
+file's path as pytest's junitxml makes it (``cases/matmul.toml`` -> ``cases.matmul.toml``); an
+entry of the pytest plugin is named by its test's node id, as pytest names it. A failing case
+carries ``<failure message=...>`` naming the worst element
 and the three sources' values there; an inconclusive one ``<skipped>`` with the reason; a case
 file that does not load ``<error>``. A baseline comparison adds a second testsuite,
 ``gradcheck.baseline``, with a failing testcase per regressed case, so a drift that has not
@@ -17,21 +18,56 @@ two files cannot disagree.
 from __future__ import annotations
 
 import platform
+import re
 import xml.etree.ElementTree as ET
 from pathlib import PurePosixPath
 from typing import Any
 
 from .json_report import case_key
 
-__all__ = ["to_xml", "failure_message", "classname"]
+__all__ = ["to_xml", "failure_message", "classname", "test_names"]
+
+
+# Characters XML 1.0 cannot hold even escaped (a NUL or BEL in a case name or a message would
+# make the whole file unreadable); written as #xNN, as pytest's --junitxml does.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"#x{ord(m.group(0)):02X}", text)
+
+
+def _escape_tree(root: ET.Element) -> None:
+    for element in root.iter():
+        element.attrib = {k: _xml_text(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _xml_text(element.text)
 
 
 def classname(file: str | None) -> str:
+    """pytest's classname for a test in ``file``: its path with ``/`` as ``.``, less ``.py``."""
     if not file:
         return "gradcheck"
-    p = PurePosixPath(file)
-    parts = [q for q in p.with_suffix("").parts if q not in ("/", "..", ".")]
-    return ".".join(parts) or "gradcheck"
+    return test_names(f"{file}::x")[0] or "gradcheck"
+
+
+def test_names(nodeid: str) -> tuple[str, str]:
+    """(classname, name) of a test, as pytest's junitxml makes them from its node id
+    (``cases/matmul.toml::matmul[cpu-float64]`` -> ``cases.matmul.toml``, ``matmul[cpu-float64]``),
+    so that one case has one classname in the CLI's, pytest's and the plugin's junit.xml."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    parts = [q for q in PurePosixPath(names[0]).parts if q not in ("/", "..", ".")]
+    names[0] = re.sub(r"\.py$", "", ".".join(parts))
+    names[-1] += bracket + params
+    return ".".join(names[:-1]), names[-1]
+
+
+def _names_of(entry: dict[str, Any], key: str) -> tuple[str, str]:
+    nodeid = entry.get("nodeid")
+    if isinstance(nodeid, str) and "::" in nodeid:
+        return test_names(nodeid)
+    return classname(entry.get("file")), key
 
 
 def _num(v: Any) -> str:
@@ -109,7 +145,7 @@ def to_xml(data: dict[str, Any]) -> bytes:
     root = ET.Element("testsuites", {"name": "gradcheck"})
     tests: list[ET.Element] = []
     for c in data["cases"]:
-        t = _testcase(classname(c["file"]), case_key(c), float(c["seconds"]))
+        t = _testcase(*_names_of(c, case_key(c)), float(c["seconds"]))
         if c["verdict"] == "fail":
             ET.SubElement(t, "failure", {"message": failure_message(c)}).text = _details(c)
         elif c["verdict"] == "inconclusive":
@@ -118,8 +154,9 @@ def to_xml(data: dict[str, Any]) -> bytes:
     options = data["options"]
     for e in data["errors"]:
         stem = e["case"] or (PurePosixPath(e["file"]).stem if e["file"] else "case-file")
-        name = case_key({"case": stem, "device": options["device"], "dtype": options["dtype"]})
-        t = _testcase(classname(e["file"]), name, 0.0)
+        where = {"device": e.get("device") or options["device"], "dtype": e.get("dtype") or options["dtype"]}
+        name = case_key({"case": stem, **where})
+        t = _testcase(*_names_of(e, name), 0.0)
         ET.SubElement(t, "error", {"message": e["text"]}).text = e["text"]
         tests.append(t)
     _suite(root, "gradcheck", data["created"], tests, float(data["timings"]["total_seconds"]))
@@ -137,6 +174,7 @@ def to_xml(data: dict[str, Any]) -> bytes:
             checks.append(t)
         _suite(root, "gradcheck.baseline", data["created"], checks, 0.0)
 
+    _escape_tree(root)
     ET.indent(root)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body + b"\n"

@@ -28,6 +28,13 @@ def _largest_rel(case: dict[str, Any]) -> str:
     return f"{max(rels):.2e}" if rels else "-"
 
 
+def _points(summary: dict[str, Any]) -> str:
+    p = summary.get("points")
+    if not p:
+        return ""
+    return f"; {p['points']} sweep point(s): {p['pass']} pass, {p['fail']} fail, {p['inconclusive']} inconclusive"
+
+
 def render(data: dict[str, Any]) -> str:
     s = data["summary"]
     o = data["options"]
@@ -35,7 +42,7 @@ def render(data: dict[str, Any]) -> str:
     out = [
         "## gradcheck",
         "",
-        f"{s['pass']} pass, {s['fail']} fail, {s['inconclusive']} inconclusive, {s['error']} error"
+        f"{s['pass']} pass, {s['fail']} fail, {s['inconclusive']} inconclusive, {s['error']} error{_points(s)}"
         f" in {float(data['timings']['total_seconds']):.2f} s ({o['device']}: {env['device_name']}, {o['dtype']},"
         f" numeric {o['numeric']}; torch {env['torch']})",
         "",
@@ -55,13 +62,16 @@ def render(data: dict[str, Any]) -> str:
                 c["verdict"].upper() if c["verdict"] != "pass" else "pass",
                 c["odd_one_out"] or "",
                 _largest_rel(c),
-                _cell(detail),
+                detail,
             ]
         )
     for e in data["errors"]:
-        rows.append([e["case"] or e["file"] or "?", f"{o['device']}-{o['dtype']}", "ERROR", "", "-", _cell(e["text"])])
+        where = f"{e.get('device') or o['device']}-{e.get('dtype') or o['dtype']}"
+        rows.append([e["case"] or e["file"] or "?", where, "ERROR", "", "-", e["text"]])
     headers = ["case", "device-dtype", "verdict", "odd one out", "max rel diff", "detail"]
-    out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    # every cell escaped: a name may hold a `|` too (a pytest parameter, check(name=...))
+    cells = [[_cell(str(x)) for x in row] for row in rows]
+    out.append(tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True))
 
     comparison = data.get("baseline")
     if comparison:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import numpy as np
-from tabulate import tabulate
 
 from .._compare import InputResult
+from .._console import Paint
 from .._engine import CaseResult, Report
 from .kernels import render_devices, render_low_precision, spread_notes
+from .layout import fits, simple_table, stacked, wrap
 
 __all__ = [
     "format_value",
@@ -15,6 +18,7 @@ __all__ = [
     "render_case_detail",
     "render_errors",
     "render_summary",
+    "summary_text",
     "case_notes",
     "check_text",
 ]
@@ -51,36 +55,139 @@ def _verdict_text(r: CaseResult, i: InputResult | None = None) -> str:
     return text
 
 
-def _at_point(r: CaseResult, i: InputResult) -> str:
-    """A sweep's rows show its worst point: say which, when it is not the case's own and the
-    row would otherwise read as the case's verdict."""
-    if r.samples is None or r.samples.worst == 0 or i.verdict == "pass":
-        return ""
-    return f" at point {r.samples.worst}"
+def row_verdict(r: CaseResult, i: InputResult) -> str:
+    """An input's verdict cell. A sweep's rows show its worst point: they say which point when
+    it is not the case's own, and never read as a verdict the case does not have (a sweep
+    whose other points pass is a pass, as the summary and report.json count it)."""
+    text = _verdict_text(r, i)
+    if r.samples is None or i.verdict == "pass":
+        return text
+    k = r.samples.worst
+    if r.verdict == "pass":  # the shown point is inconclusive, the sweep as a whole passes
+        return f"pass; point {k} {text}"
+    return text if k == 0 else f"{text} at point {k}"
 
 
-def render_table(report: Report) -> str:
+def _group(r: CaseResult) -> str:
+    return r.case.file.parent.as_posix().rstrip("/") + "/"
+
+
+def _abbreviate(g: np.ndarray | None, dtype: str = "float64") -> str:
+    """format_value with fewer digits: what a narrow terminal has room for."""
+    if g is None:
+        return "-"
+    g = np.asarray(g)
+    if g.ndim == 0 or g.size == 1 and g.ndim <= 1:
+        return f"{float(g.reshape(())):.6g}"
+    text = format_value(g, dtype)
+    return text.replace(" max|.| ", " max ")
+
+
+_HEADERS = ["case", "input", "manual", "autograd", "numeric", "check", "max rel diff", "verdict"]
+
+
+def _rows(report: Report, compact: bool) -> list[list[str]]:
     rows = []
+    value = _abbreviate if compact else format_value
     for r in report.results:
         dtypes = {s: g.dtype for s, g in r.sources.items()}
         for n, i in enumerate(r.inputs):
+            numeric = _numeric_text(r, i)
+            if compact and numeric == format_value(i.grads.get("numeric")):
+                numeric = _abbreviate(i.grads.get("numeric"))
             rows.append(
                 [
                     (r.case.name + (f" [{r.kind}]" if r.kind else "")) if n == 0 else "",
                     i.name,
-                    format_value(i.grads.get("manual"), dtypes.get("manual", "float64")),
-                    format_value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
-                    _numeric_text(r, i),
+                    value(i.grads.get("manual"), dtypes.get("manual", "float64")),
+                    value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
+                    numeric,
                     r.check_label or check_text(r, i.name),
                     f"{i.max_rel:.2e}",
-                    _verdict_text(r, i) + _at_point(r, i),
+                    row_verdict(r, i),
                 ]
             )
-    headers = ["case", "input", "manual", "autograd", "numeric", "check", "max rel diff", "verdict"]
-    table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
-    notes = [f"{r.case.name}: {n}" for r in report.results for n in case_notes(r)]
-    extra = [t for t in (render_low_precision(report.results), render_devices(report)) if t]
-    return "\n".join([table, *notes, *extra])
+    return rows
+
+
+def _layouts(report: Report) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """Tables from widest to narrowest: every value whole; abbreviated values (and no check
+    column when every input had the full check); no values (``-v`` and ``show`` have them)."""
+    full = _rows(report, compact=False)
+    yield list(_HEADERS), full
+    compact = _rows(report, compact=True)
+    headers = list(_HEADERS)
+    if all(row[5] == "full" for row in compact):  # the column would say nothing
+        headers.pop(5)
+        compact = [row[:5] + row[6:] for row in compact]
+    headers[headers.index("max rel diff")] = "max rel"
+    yield headers, compact
+    yield [headers[0], headers[1], *headers[5:]], [row[:2] + row[5:] for row in compact]
+
+
+def _table_lines(report: Report, width: int | None, paint: Paint) -> tuple[list[str], list[int]]:
+    """The widest layout that fits, else a block per input; and the index of each case's first line."""
+    for headers, rows in _layouts(report):
+        lines = simple_table(headers, rows)
+        if fits(lines, width):
+            return _paint_last_column(lines, paint), _first_rows(rows, offset=2)
+    out: list[str] = []
+    starts: list[int] = []
+    for r, rows in zip(report.results, _by_case(report, _rows(report, compact=False)), strict=True):
+        starts.append(len(out))
+        out.append(paint(r.case.name, "bold"))
+        pad = max(len(i.name) for i in r.inputs)
+        for _, name, manual, autograd, numeric, check, rel, verdict in rows:
+            fields = [("", paint.verdict(verdict)), ("max rel diff", rel)]
+            fields += [("manual", manual), ("autograd", autograd), ("numeric", numeric), ("check", check)]
+            out += stacked("", fields, width, indent=" " * (pad + 4), first=f"  {name:{pad}}  ")
+    return out, starts
+
+
+def _by_case(report: Report, rows: list[list[str]]) -> list[list[list[str]]]:
+    out = []
+    k = 0
+    for r in report.results:
+        out.append(rows[k : k + len(r.inputs)])
+        k += len(r.inputs)
+    return out
+
+
+def _first_rows(rows: list[list[str]], offset: int) -> list[int]:
+    return [offset + k for k, row in enumerate(rows) if row[0]]
+
+
+def _paint_last_column(lines: list[str], paint: Paint) -> list[str]:
+    if not paint.enabled or len(lines) < 3:
+        return lines
+    start = lines[1].rstrip().rfind(" ") + 1  # the rule line's last dash run marks the column
+    return lines[:2] + [line[:start] + paint.verdict(line[start:].rstrip()) for line in lines[2:]]
+
+
+def render_table(report: Report, width: int | None = None, paint: Paint | None = None) -> str:
+    """One row per case and input, in the order the cases ran (their files' order: a folder's
+    own files, then its subfolders). ``width``: fit it (None: lines are whole); when the cases
+    come from several folders, each folder's rows come under its name."""
+    paint = paint or Paint()
+    lines, starts = _table_lines(report, width, paint)
+    groups = [_group(r) for r in report.results]
+    if len(set(groups)) > 1:
+        # A folder's name above its first row: the order then reads as the files' order.
+        headed: list[str] = []
+        at = dict(zip(starts, groups, strict=True))
+        previous = None
+        for k, line in enumerate(lines):
+            if k in at and at[k] != previous:
+                headed.append(paint(at[k], "heading"))
+                previous = at[k]
+            headed.append(line)
+        lines = headed
+    for r in report.results:
+        for note in case_notes(r):
+            lines += wrap(f"{r.case.name}: {note}", width, indent="    ", first="")
+    # issue 12: low-precision errors side by side, devices against each other
+    lines += [t for t in (render_low_precision(report.results), render_devices(report)) if t]
+    return "\n".join(lines)
 
 
 def check_text(r: CaseResult, name: str) -> str:
@@ -116,8 +223,8 @@ def case_notes(r: CaseResult) -> list[str]:
         c = r.samples.counts
         own = ", the case file's own" if r.samples.worst == 0 else ""
         notes.append(
-            f"{r.samples.points} points: {c['pass']} pass, {c['fail']} fail, {c['inconclusive']} inconclusive"
-            f" (table shows point {r.samples.worst}{own})"
+            f"{r.verdict} over {r.samples.points} sweep points: {c['pass']} pass, {c['fail']} fail,"
+            f" {c['inconclusive']} inconclusive (table shows point {r.samples.worst}{own})"
         )
     if "manual" not in r.sources and not r.kind:  # a kind's own notes say why a source is missing
         notes.append("no backward program: checked two ways (autograd, numeric)")
@@ -143,21 +250,24 @@ def _detail_order(grads: dict[str, np.ndarray], ix: tuple[int, ...]) -> tuple[bo
     return unchecked, -(max(values) - min(values) if values else 0.0)
 
 
-def render_case_detail(r: CaseResult) -> str:
-    """Per-element table of every input that did not pass."""
-    out = []
+def render_case_detail(r: CaseResult, width: int | None = None, paint: Paint | None = None) -> str:
+    """Per-element table of every input that did not pass (fitted to ``width`` when given)."""
+    paint = paint or Paint()
+    out: list[str] = []
     for i in r.inputs:
         if i.verdict == "pass":
             continue
+        out.append("")
         kind = f" [{r.kind}]" if r.kind else ""
-        out.append(f"\n{r.case.name}{kind} / {i.name}: {i.verdict} - {i.reason}")
+        out += wrap(f"{r.case.name}{kind} / {i.name}: {paint.verdict(i.verdict)} - {i.reason}", width, "    ", first="")
         for p in i.pairs:
             unit = "direction" if i.projections and "numeric" in (p.a, p.b) else "element"
             status = f"{p.disagree} {unit}(s) disagree" if p.disagree else "agree"
-            out.append(
-                f"  {p.a} vs {p.b}: {status}; max abs {p.max_abs:.3e}, max rel {p.max_rel:.3e},"
+            line = (
+                f"{p.a} vs {p.b}: {status}; max abs {p.max_abs:.3e}, max rel {p.max_rel:.3e},"
                 f" worst {list(p.worst)} at {p.ratio:.3g}x its tolerance [{p.rule}]"
             )
+            out += wrap(line, width, "      ", first="  ")
         bad = np.zeros(i.shape, dtype=bool)
         for m in i.masks.values():
             bad |= m
@@ -174,22 +284,27 @@ def render_case_detail(r: CaseResult) -> str:
             row.append("kink" if ix in i.kinks else "")
             rows.append(row)
         if rows:
-            out.append(
-                tabulate(
-                    rows,
-                    headers=["element", "manual", "autograd", "numeric", "numeric err", ""],
-                    tablefmt="simple",
-                    disable_numparse=True,
-                )
-            )
+            out += fitted_table(["element", "manual", "autograd", "numeric", "numeric err", ""], rows, width)
             if len(idx) > DETAIL_ROWS:
                 out.append(f"  ... {len(idx) - DETAIL_ROWS} more element(s)")
         if i.projections:
-            out.append(_projection_table(i))
+            out += _projection_table(i, width)
     return "\n".join(out)
 
 
-def _projection_table(i: InputResult) -> str:
+def fitted_table(headers: list[str], rows: list[list[str]], width: int | None) -> list[str]:
+    """A table when it fits ``width``, else each row as its first cell followed by the others."""
+    lines = simple_table(headers, rows)
+    if fits(lines, width):
+        return lines
+    out: list[str] = []
+    for row in rows:
+        fields = [(h, v) for h, v in zip(headers[1:], row[1:], strict=True) if v]
+        out += stacked("", fields, width, indent="    ", first=f"{headers[0]} {row[0]}  ")
+    return out
+
+
+def _projection_table(i: InputResult, width: int | None = None) -> list[str]:
     rows = []
     for k in range(len(i.projections["numeric"])):
         row = [str(k)]
@@ -198,27 +313,57 @@ def _projection_table(i: InputResult) -> str:
         row.append(f"{float(i.projection_error[k]):.1e}" if i.projection_error is not None else "-")
         rows.append(row)
     headers = ["direction", "manual <g,w>", "autograd <g,w>", "numeric d/dw", "numeric err"]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return fitted_table(headers, rows, width)
 
 
-def render_errors(report: Report) -> str:
-    return "\n".join(f"error: {e}" for e in report.errors)
+def render_errors(report: Report, width: int | None = None, paint: Paint | None = None) -> str:
+    paint = paint or Paint()
+    out: list[str] = []
+    for e in report.errors:
+        out += wrap(f"{paint('error', 'error')}: {e}", width, "    ", first="")
+    return "\n".join(out)
 
 
-def render_summary(report: Report) -> str:
-    c = report.counts()
+def render_summary(report: Report, paint: Paint | None = None) -> str:
+    """``N case(s): ... pass, ... fail, ...`` and, when cases swept, their points counted alike."""
     o = report.options
-    parts = [f"{c['pass']} pass", f"{c['fail']} fail", f"{c['inconclusive']} inconclusive", f"{c['error']} error"]
-    total = len(report.results) + len(report.errors)
     # what ran, which the pytest plugin's lists of devices and dtypes make more than one each
     devices = ",".join(dict.fromkeys(r.device for r in report.results)) or o.device
     devices += "".join(f"; {d} unavailable" for d in report.unavailable)
-    differ = sum(d.verdict == "fail" for d in report.devices)
-    if report.devices:
-        parts.append(f"{differ} differ across devices")
+    if report.devices:  # --device cpu,cuda: the cases whose gradients differ between devices
+        devices += f"; {sum(d.verdict == 'fail' for d in report.devices)} differ across devices"
     dtypes = ",".join(dict.fromkeys(r.dtype for r in report.results)) or o.dtype
+    return summary_text(
+        report.counts(), report.point_counts(), report.seconds, devices, dtypes, o.numeric, o.mode, paint
+    )
+
+
+def summary_text(
+    counts: Mapping[str, int],
+    points: Mapping[str, int] | None,
+    seconds: float,
+    devices: str,
+    dtypes: str,
+    numeric: str,
+    mode: str,
+    paint: Paint | None = None,
+) -> str:
+    """The summary line from its parts; report.html builds the same line from report.json."""
+    paint = paint or Paint()
+
+    def count(n: int, word: str) -> str:
+        return paint(f"{n} {word}", word) if n else f"{n} {word}"
+
+    parts = [count(counts[v], v) for v in ("pass", "fail", "inconclusive", "error")]
+    total = sum(counts[v] for v in ("pass", "fail", "inconclusive", "error"))
+    swept = ""
+    if points is not None:
+        swept = f"; {points['points']} sweep point(s): " + ", ".join(
+            count(points[v], v) for v in ("pass", "fail", "inconclusive")
+        )
     return (
         f"{total} case(s): "
         + ", ".join(parts)
-        + f" in {report.seconds:.2f} s ({devices}, {dtypes}, numeric {o.numeric}, mode {o.mode})"
+        + swept
+        + f" in {seconds:.2f} s ({devices}, {dtypes}, numeric {numeric}, mode {mode})"
     )

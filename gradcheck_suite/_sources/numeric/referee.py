@@ -45,6 +45,7 @@ __all__ = [
     "referee_available",
     "referee_backward",
     "referee_gradient",
+    "referee_kink_distance",
 ]
 
 DEFAULT_DIGITS = 50
@@ -55,7 +56,9 @@ _EXTRA_DIGITS = 20
 class MpmathBackend(Backend):
     """The program language on numpy object arrays of ``mpf`` at ``digits`` significant digits."""
 
-    def __init__(self, digits: int = DEFAULT_DIGITS) -> None:
+    def __init__(self, digits: int = DEFAULT_DIGITS, branches: list[bytes] | None = None) -> None:
+        """``branches``, when given, receives the branch each non-analytic call takes (which
+        side of abs, maximum, where, ... every element is on), in call order."""
         if digits < 20:
             raise ValueError(f"the referee needs at least 20 digits, not {digits}")
         self.digits = digits
@@ -112,6 +115,9 @@ class MpmathBackend(Backend):
                 "shape": lambda a: tuple(int(s) for s in np.shape(a)),
             },
         )
+        if branches is not None:
+            for fname, sides in _BRANCHES.items():
+                self.functions[fname] = _traced(self.functions[fname], sides, branches)
 
     def mpf(self, value: Any) -> Any:
         """``value`` (a Python or numpy number) as this context's mpf, exactly."""
@@ -196,6 +202,35 @@ def _unary(ctx: Any) -> dict[str, Callable[[Any], Any]]:
     }
 
 
+def _sides(a: Any, b: Any) -> tuple[Any, ...]:
+    return (a > b, a < b)
+
+
+def _extreme(reduce: Callable[..., Any]) -> Callable[..., tuple[Any, ...]]:
+    return lambda a, axis=None, keepdims=False: (a == reduce(a, axis=axis, keepdims=True),)
+
+
+# For each non-analytic function, the comparisons that decide its branch: phi is analytic
+# along a segment on which none of them changes.
+_BRANCHES: dict[str, Callable[..., tuple[Any, ...]]] = {
+    "abs": lambda a: _sides(a, 0),
+    "sign": lambda a: _sides(a, 0),
+    "maximum": _sides,
+    "minimum": _sides,
+    "max": _extreme(np.max),
+    "min": _extreme(np.min),
+    "where": lambda c, a, b: (c,),
+}
+
+
+def _traced(fn: Callable[..., Any], sides: Callable[..., tuple[Any, ...]], out: list[bytes]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out.append(b"|".join(np.asarray(c, dtype=bool).tobytes() for c in sides(*args, **kwargs)))
+        return fn(*args, **kwargs)
+
+    return call
+
+
 @dataclass
 class RefereeGradient:
     """The referee's gradient of every input (float64 arrays shaped like the inputs).
@@ -203,7 +238,7 @@ class RefereeGradient:
     ``values`` are the float64 numbers nearest to the high-precision ones in ``exact`` (object
     arrays of mpf), ``error`` an estimate of the absolute error of ``exact``, ``kinks`` the
     elements within two steps of a point where phi has no derivative (their ``values`` are
-    then the central difference, meaningless, with an error the size of the slope's jump).
+    then the mean of the two one-sided slopes, no derivative, with an error of half their gap).
     Elements not asked for are NaN (``exact``: None).
     """
 
@@ -348,8 +383,30 @@ def referee_gradient(
     return RefereeGradient(values, errors, kinks, exact, digits, "forward", time.perf_counter() - start)
 
 
+# A step shrinks by this factor to tell a kink (the one-sided slopes keep their gap) from a
+# smooth function (the gap falls as h^3) or a second-derivative jump (as h).
+_SHRINK = 2**-10
+
+
 def _element(stencil: _Stencil, name: str, j: int, h: Any, fine: MpmathBackend, digits: int) -> tuple[Any, Any, bool]:
     """Derivative, error estimate and kink flag of phi along element j of ``name``.
+
+    Where the one-sided values differ by more than the smooth model allows, the step shrinks
+    1024-fold: a kink at the point keeps the gap (it is the slope's jump); anything else loses
+    it (a smooth phi whose slope vanishes at the point, a kink within 2h but not within the
+    new step), and the smaller step's values are the answer.
+    """
+    value, err, jump, suspect = _one_step(stencil, name, j, h, fine, digits)
+    if not suspect:
+        return value, err, False
+    value2, err2, jump2, _ = _one_step(stencil, name, j, h * _SHRINK, fine, digits)
+    return value2, err2, bool(jump2 > jump / 4)
+
+
+def _one_step(
+    stencil: _Stencil, name: str, j: int, h: Any, fine: MpmathBackend, digits: int
+) -> tuple[Any, Any, Any, bool]:
+    """Value, error estimate, one-sided gap and whether the gap suggests a kink, at step h.
 
     The value is the mean of the one-sided extrapolations: each sees one side of the point
     only, so it stays O(h^2)-accurate where the second derivative jumps at the point itself
@@ -368,8 +425,8 @@ def _element(stencil: _Stencil, name: str, j: int, h: Any, fine: MpmathBackend, 
     size = max(abs(right), abs(left), abs(central))
     # never below a unit in the last digit: exact arithmetic measures no rounding at all
     err = 2 * abs(value - central) + jump / 2 + rounding + fine.ctx.mpf(10) ** (-digits) * size
-    kink = bool(jump > fine.ctx.mpf(10) ** (-digits / 4) * size + 4 * rounding)
-    return value, err, kink
+    suspect = bool(jump > fine.ctx.mpf(10) ** (-digits / 4) * size + 4 * rounding)
+    return value, err, jump, suspect
 
 
 def referee_backward(case: Case, point: Mapping[str, np.ndarray], digits: int = DEFAULT_DIGITS) -> RefereeGradient:
@@ -411,3 +468,67 @@ def _backward_at(case: Case, point: Mapping[str, np.ndarray], be: MpmathBackend)
             )
         grads[name] = g
     return grads
+
+
+def referee_kink_distance(
+    case: Case,
+    point: Mapping[str, np.ndarray],
+    name: str,
+    j: int,
+    radius: float,
+    digits: int = DEFAULT_DIGITS,
+) -> float | None:
+    """How far along element ``j`` of ``name`` the nearest true kink of phi lies, if within ``radius``.
+
+    On each side, the branches of every non-analytic call (abs, maximum, where, ...) are compared
+    at the point and at ``radius``; where they differ, bisection finds a point where a branch
+    switches to 2^-90 of the radius, and the referee's one-sided test decides whether the slope
+    jumps there (a kink) or only the second derivative (ELU at 0: differentiable, not counted).
+    A segment whose branches switch and switch back on one side is taken as smooth: the test
+    sees the ends only. None: no true kink found within ``radius``.
+    """
+    _need(case)
+    branches: list[bytes] = []
+    be = MpmathBackend(digits, branches)
+    phi = _Phi(case, be)
+    base = {k: be.asarray(np.asarray(v)) for k, v in point.items()}
+    x = np.asarray(base[name], dtype=object).reshape(-1)[j]
+    r = be.ctx.ldexp(be.one, int(math.floor(math.log2(radius))))  # a power of two: x + t stays exact
+
+    def signature(t: Any) -> tuple[bytes, ...]:
+        arr = np.array(base[name], dtype=object, copy=True)
+        arr.reshape(-1)[j] = x + t
+        branches.clear()
+        phi({**base, name: arr})
+        return tuple(branches)
+
+    here = signature(be.zero)
+    found: list[float] = []
+    for side in (1, -1):
+        if signature(side * r) == here:
+            continue
+        lo, hi = be.zero, r  # the branches at x + side * lo are the point's, at x + side * hi not
+        for _ in range(90):
+            mid = (lo + hi) / 2
+            if signature(side * mid) == here:
+                lo = mid
+            else:
+                hi = mid
+        if _kink_at(case, point, name, j, x + side * hi, r * be.ctx.ldexp(be.one, -60), digits):
+            found.append(float(hi))
+    return min(found) if found else None
+
+
+def _kink_at(case: Case, point: Mapping[str, np.ndarray], name: str, j: int, at: Any, h: Any, digits: int) -> bool:
+    """The one-sided test of `_element` with element j of ``name`` moved to ``at`` (an mpf)."""
+    be, fine = MpmathBackend(digits), MpmathBackend(digits + _EXTRA_DIGITS)
+    phis = (_Phi(case, be), _Phi(case, fine))
+    bases = []
+    for b in (be, fine):
+        base = {k: b.asarray(np.asarray(v)) for k, v in point.items()}
+        arr = np.array(base[name], dtype=object, copy=True)
+        arr.reshape(-1)[j] = b.mpf(at)  # exact: `at` has fewer bits than either precision
+        base[name] = arr
+        bases.append(base)
+    stencil = _Stencil(phis, (bases[0], bases[1]), (phis[0](bases[0]), phis[1](bases[1])))
+    return _element(stencil, name, j, fine.mpf(h), fine, digits)[2]

@@ -33,6 +33,7 @@ import torch
 
 from ..._backends import NON_ANALYTIC
 from ..._case import Case
+from ..._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, MODES
 from .. import Gradients, Projection
 from .differences import RUNGS
 from .elements import PointRounding, complex_elements, difference_elements
@@ -54,16 +55,6 @@ __all__ = [
     "planned_evaluations",
     "resolve_mode",
 ]
-
-MODES = ("auto", "full", "sample", "projection")
-DEFAULT_MAX_MEMORY = 1 << 30  # bytes for one batch of perturbed evaluations
-DEFAULT_ELEMENTS = 16
-DEFAULT_DIRECTIONS = 4
-# `--mode auto` checks every element while the inputs of a case hold at most this many
-# elements together, and projects above. A full check costs one forward pass per element
-# (six with Richardson); at 2^14 elements a 128x128 matmul-sized program still takes
-# seconds on two cores, and beyond it the cost grows with the square of the size.
-AUTO_FULL_ELEMENTS = 1 << 14
 
 
 @dataclass(frozen=True)

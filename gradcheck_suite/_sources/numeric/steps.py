@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._defaults import METHODS
+
 __all__ = [
     "BASE_STEP",
     "base_step",
@@ -26,8 +28,6 @@ __all__ = [
     "resolve_method",
 ]
 
-# "exact": the 50-digit referee differentiates every element (programs only; slow)
-METHODS = ("auto", "central", "richardson", "complex-step", "exact")
 EPS = float(np.finfo(np.float64).eps)
 
 # Relative base steps: the optimum for each method's truncation order in float64
