@@ -103,6 +103,7 @@ def test_a_device_only_bug_names_the_odd_device(kernel: ModuleType, fake_device:
     )
     assert code == 1, out
     assert "manual    fakegpu vs cpu" in out and "DIFFER: fakegpu is the odd device" in out
+    assert "cube (cpu)" in out and "cube (fakegpu)" in out  # the main table names each row's device
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     jsonschema.validate(data, json_report.load_schema())
     by_device = {c["device"]: c for c in data["cases"]}

@@ -89,15 +89,17 @@ _HEADERS = ["case", "input", "manual", "autograd", "numeric", "check", "max rel 
 def _rows(report: Report, compact: bool) -> list[list[str]]:
     rows = []
     value = _abbreviate if compact else format_value
+    several = len({r.device for r in report.results}) > 1  # --device cpu,cuda: say which ran
     for r in report.results:
         dtypes = {s: g.dtype for s, g in r.sources.items()}
+        label = r.case.name + (f" [{r.kind}]" if r.kind else "") + (f" ({r.device})" if several else "")
         for n, i in enumerate(r.inputs):
             numeric = _numeric_text(r, i)
             if compact and numeric == format_value(i.grads.get("numeric")):
                 numeric = _abbreviate(i.grads.get("numeric"))
             rows.append(
                 [
-                    (r.case.name + (f" [{r.kind}]" if r.kind else "")) if n == 0 else "",
+                    label if n == 0 else "",
                     i.name,
                     value(i.grads.get("manual"), dtypes.get("manual", "float64")),
                     value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
