@@ -210,3 +210,25 @@ def test_the_plugin_takes_repeat(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*manual is nondeterministic*"])
     result = pytester.runpytest("--gradcheck-repeat", "3", "--gradcheck-nondet-tol", "1e-3")
     result.assert_outcomes(passed=1)
+
+
+class RacyTableGather(torch.autograd.Function):
+    """table[IDX] as a Function of the table alone, whose backward loses one row per call."""
+
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.rows = table.shape[0]
+        return table[IDX]
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        keep = torch.ones(len(IDX), dtype=torch.bool)
+        keep[int(torch.randint(len(IDX), ()))] = False
+        return torch.zeros(ctx.rows, g.shape[1], dtype=g.dtype).index_add_(0, IDX[keep], g[keep])
+
+
+def test_a_custom_function_checked_three_ways_is_judged_by_its_declared_tolerance() -> None:
+    """check(Function, reference=...): the Function's own backward is the manual source."""
+    r = check(RacyTableGather, {"table": TABLE}, reference=gather, upstream=UPSTREAM, repeat=3, nondet_tol=1e-3)
+    assert (r.verdict, r.odd_one_out) == ("fail", "manual"), r.explain()
+    assert "manual is nondeterministic: 3 runs differ by up to" in r.inputs[0].reason
