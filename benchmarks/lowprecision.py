@@ -7,7 +7,8 @@ k (2 unless the case file declares its own).
 For each case and dtype it prints the verdict counts (a fail is a false alarm: every backward
 here is right) and the margin: the largest ratio of the manual source's error to what the
 rule allows, per element and as a norm, over all points (above 1 would fail; kinks excluded
-as the engine excludes them), with the time.
+as the engine excludes them: the numeric source reruns at each point that did not pass), with
+the time.
 
 Then the anchor: what `torch.autograd.gradcheck` does with the same bfloat16 and float16
 kernels as tests/test_lowprecision.py (`.venv/bin/python benchmarks/lowprecision.py 0` prints
@@ -27,11 +28,19 @@ import torch
 from _common import machine
 
 from gradcheck_suite import RunOptions, check_case, load_case
-from gradcheck_suite._engine import _at_dtype, check_settings, sample_points
+from gradcheck_suite._engine import (
+    _at_dtype,
+    _bounds,
+    _numeric_rounding,
+    _numeric_settings,
+    check_settings,
+    sample_points,
+)
 from gradcheck_suite._limits import DEFAULT_LIMITS
 from gradcheck_suite._lowprecision import judge_low_precision, measure_reference
 from gradcheck_suite._sources.autograd import autograd_gradients
 from gradcheck_suite._sources.manual import manual_gradients
+from gradcheck_suite._sources.numeric import numeric_gradients_at
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("-") and sys.argv[i - 1] != "-k"]
@@ -40,19 +49,28 @@ DTYPES = ARGS[1].split(",") if len(ARGS) > 1 else ["bfloat16", "float16"]
 ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
 
 
-def margins(case_file: Path, dtype: str) -> tuple[float, float]:
-    """The largest element and norm ratios of the manual source over the sweep's points."""
+def margins(case_file: Path, dtype: str, verdicts: list[str]) -> tuple[float, float]:
+    """The largest element and norm ratios of the manual source over the sweep's points.
+
+    Where the sweep's verdict was not a pass the numeric source runs too, so that its kinks
+    (an exact tie of a max-pool window, a hinge margin of exactly 0 at the rounded point) are
+    left out as the engine leaves them out: there is no true gradient there to be off from."""
     case = load_case(case_file).resolved()  # its callables imported, as check_case does
-    settings = check_settings(case, RunOptions(dtype=dtype))
+    options = RunOptions(dtype=dtype)
+    settings = check_settings(case, options)
     case = case.at_dtype(dtype)
     element = norm = 0.0
-    for p in [case.inputs, *sample_points(case, POINTS)]:
+    for p, verdict in zip([case.inputs, *sample_points(case, POINTS)], verdicts, strict=True):
         point = _at_dtype(p, dtype)
         manual = manual_gradients(case, point, dtype)
         auto = autograd_gradients(case, point, dtype, "cpu")
         measure_reference(case, point, auto, dtype, "cpu")
+        results = [manual, auto]
+        if verdict != "pass":
+            rounding = _numeric_rounding(case, _bounds(case, [point]))
+            results += numeric_gradients_at(case, [point], _numeric_settings(case, options), rounding)
         for name in point:
-            e = judge_low_precision(name, [manual, auto], settings).low_precision  # type: ignore[attr-defined]
+            e = judge_low_precision(name, results, settings).low_precision  # type: ignore[attr-defined]
             element, norm = max(element, e.element_ratio or 0.0), max(norm, e.norm_ratio or 0.0)
     return element, norm
 
@@ -71,7 +89,7 @@ def sweep() -> bool:
             options = RunOptions(dtype=dtype, samples=POINTS, limits=replace(DEFAULT_LIMITS, timeout=0))
             r = check_case(load_case(f), options)
             c = r.samples.counts if r.samples else {"pass": 0, "fail": 0, "inconclusive": 0}
-            element, norm = margins(f, dtype)
+            element, norm = margins(f, dtype, r.samples.verdicts if r.samples else [])
             clean &= c["fail"] == 0
             k = r.settings.k if r.settings is not None else 0.0
             print(
