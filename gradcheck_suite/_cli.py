@@ -41,6 +41,7 @@ examples:
   gradcheck show compound_sigmoid            each step's value and each source's gradient
   gradcheck show matmul --html matmul.html   the same drawn as a circuit, in one HTML file
   gradcheck baseline save                    store this run as reports/baseline.json
+  gradcheck mutate --min-score 100%          plant bugs in each backward: does its case catch them?
   gradcheck run --baseline reports/baseline.json   fail on a regression against it
 
 exit status:
@@ -125,6 +126,28 @@ def _parser() -> argparse.ArgumentParser:
     save.add_argument("-k", dest="pattern", metavar="EXPRESSION", help=K_HELP)
     add_argparse_options(save)
 
+    mu = sub.add_parser(
+        "mutate",
+        parents=[common],
+        help="mutation adequacy: can each case catch a bug planted in its backward?",
+        description="Plant one bug at a time in each case's backward (program or Python source) and\n"
+        "run the normal check: report each case's score and every mutant it lets through.\n"
+        "Exit status 1 with --min-score when a case scores below it (docs/diagnostics.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mu.add_argument(
+        "paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders (default cases/)"
+    )
+    mu.add_argument("-k", dest="pattern", metavar="EXPRESSION", help=K_HELP)
+    mu.add_argument("-v", "--verbose", action="store_true", help="list every mutant, not only the survivors")
+    mu.add_argument(
+        "--min-score",
+        type=_score,
+        metavar="S",
+        help="exit 1 when a case scores below S (0.9 or 90%%), or fails unmutated",
+    )
+    add_argparse_options(mu)
+
     ls = sub.add_parser("list", parents=[common], help="list the cases: inputs, sources, description")
     ls.add_argument("paths", nargs="*", type=Path, default=[Path("cases")], help="case files or folders")
     ls.add_argument("-k", dest="pattern", metavar="EXPRESSION", help=K_HELP)
@@ -152,6 +175,18 @@ def _growth_factor(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not x > 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError("must be above 1 (a factor the difference may grow by)")
+    return x
+
+
+def _score(text: str) -> float:
+    percent = text.strip().endswith("%")
+    try:
+        x = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a score: {text!r} (try 0.9 or 90%)") from None
+    x = x / 100 if percent else x
+    if not 0 <= x <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError("a score is a fraction from 0 to 1, or a percentage like 90%")
     return x
 
 
@@ -228,7 +263,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
     screen = _Screen(getattr(args, "color", "auto"))
     _project_importable()
-    commands = {"run": _run, "list": _list, "baseline": _baseline_save, "show": _show}
+    commands = {"run": _run, "list": _list, "baseline": _baseline_save, "show": _show, "mutate": _mutate}
     try:
         return commands[args.command](args, screen)
     except GradcheckError as exc:
@@ -342,6 +377,21 @@ def _baseline_save(args: argparse.Namespace, screen: _Screen) -> int:
     else:
         screen.out(f"baseline {args.file} unchanged: {len(report.results)} case(s), the same gradients{note}")
     return 0
+
+
+def _mutate(args: argparse.Namespace, screen: _Screen) -> int:
+    from ._mutate import mutate
+    from ._report.mutation import render_mutation
+
+    run = mutate(args.paths, run_options(vars(args)), args.pattern)
+    if args.pattern and not run.cases and not run.errors:
+        screen.error(f"no case under {', '.join(map(str, args.paths))} matches -k {args.pattern!r}")
+        return 2
+    screen.out(render_mutation(run, verbose=args.verbose, minimum=args.min_score, width=screen.width))
+    if run.errors:
+        print("\n".join(f"error: {e}" for e in run.errors), file=sys.stderr)
+        return 2
+    return 1 if args.min_score is not None and run.below(args.min_score) else 0
 
 
 def _list(args: argparse.Namespace, screen: _Screen) -> int:

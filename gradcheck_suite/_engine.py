@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from ._sources.numeric import (
 )
 from ._sources.numeric.runner import collect_notes
 from ._trust import Trust
+
+if TYPE_CHECKING:
+    from ._diagnose import Diagnostics
 
 __all__ = [
     "RunOptions",
@@ -132,6 +136,7 @@ class CaseResult:
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
     settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
+    diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
 
     @property
     def reason(self) -> str:
@@ -258,6 +263,10 @@ def _check_forward(case: Case, point: Mapping[str, np.ndarray], where: str = "at
 # The referee recomputes at most this many disputed elements per input and point (a sample
 # of a large input's): each costs eight evaluations of the forward at 50 and 70 digits.
 REFEREE_ELEMENTS = 32
+# A sweep asks the referee about merely suspicious elements (within tolerance, but further from
+# the other sources than rounding explains) at most this many times beyond the case's own
+# point: a wrong formula shows at many points, and a 1,000-point sweep must not pay for every one.
+SUSPICION_BUDGET = 16
 
 
 def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
@@ -335,6 +344,7 @@ def _check_point(
     numeric: Gradients,
     where: str,
     bounds: ProgramBounds | None = None,
+    budget: list[int] | None = None,
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
@@ -361,19 +371,26 @@ def _check_point(
         inputs = [judge_low_precision(name, results, settings) for name in point]
     else:
         scale = gradient_scale(results)
-        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name)) for name in point]
+        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name, budget)) for name in point]
     if n > 1:
         inputs = [judge_spread(i, sources, settings.nondet_tol) for i in inputs]
     return inputs, sources
 
 
-def _referee(case: Case, point: Mapping[str, np.ndarray], name: str) -> RefereeFn | None:
-    """The 50-digit referee for disputed or suspicious elements of ``name``."""
+def _referee(
+    case: Case, point: Mapping[str, np.ndarray], name: str, budget: list[int] | None = None
+) -> RefereeFn | None:
+    """The 50-digit referee for disputed or suspicious elements of ``name``; ``budget`` (shared
+    by a sweep's points) counts down the questions about suspicious ones (None: no limit)."""
     # the referee's own rule (referee_available), without importing mpmath for every case
     if case.forward.program is None:
         return None
 
-    def decide(flat: np.ndarray) -> RefereeAnswer | None:
+    def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
+        if what == "suspicious" and budget is not None:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
         # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
         from ._sources.numeric.referee import referee_backward, referee_gradient
 
@@ -493,17 +510,21 @@ def _offset(progress: Progress, base: int, total: int) -> Progress:
     return lambda done, _planned: progress(base + done, total)
 
 
-def check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+def check_case(
+    case: Case, options: RunOptions, progress: Progress | None = None, *, diagnose: bool = True
+) -> CaseResult:
     """Check one case within the limits: its callables imported (if allowed) and its shapes
-    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError."""
+    checked first, the whole check under ``--timeout``. Anything that goes wrong is a CaseError.
+    A failing case also gets its diagnostics unless ``diagnose`` is False (mutation testing,
+    which only needs the verdict)."""
     try:
         with deadline(options.limits.timeout, case):
-            return _check_case(prepare(case, options.limits), options, progress)
+            return _check_case(prepare(case, options.limits), options, progress, diagnose)
     except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
         raise as_case_error(case, exc) from None
 
 
-def _check_case(case: Case, options: RunOptions, progress: Progress | None = None) -> CaseResult:
+def _check_case(case: Case, options: RunOptions, progress: Progress | None, diagnose: bool) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
     check = check_settings(case, options)  # dtype, k, repeat, nondet_tol: the run's over the case's
@@ -521,6 +542,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
     forward_failures = _check_reference(case, first)
     per_point = SampleSummary(0, counts, 0)
     notes: list[str] = []
+    budget = [SUSPICION_BUDGET]
     # The case's own point comes first, so a sweep that passes shows the point the file names;
     # each batch's perturbations go through the forward together, chunked by memory.
     k, done = 0, 0
@@ -534,7 +556,9 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
         done += planned_evaluations(case, len(batch), settings)
         for point, numeric, bound in zip(batch, numerics, bounds, strict=True):
             where = "at the input point" if k == 0 else _sample_where(case, k, point)
-            inputs, sources = _check_point(case, point, options, check, numeric, where, bound)
+            inputs, sources = _check_point(
+                case, point, options, check, numeric, where, bound, None if k == 0 else budget
+            )
             verdict, _ = _verdict(inputs)
             counts[verdict] += 1
             per_point.verdicts.append(verdict)
@@ -560,7 +584,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
         verdict = "fail"
     if forward_failures:
         odd = None  # autograd differentiated another function: no gradient is to blame
-    return CaseResult(
+    result = CaseResult(
         case=case,
         device=options.device,
         dtype=options.dtype,
@@ -576,6 +600,12 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None = Non
         notes=notes,
         settings=check,
     )
+    if diagnose and verdict == "fail":
+        from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import
+
+        result.diagnostics = diagnose_result(result)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def check_expectations(case: Case) -> list[str]:

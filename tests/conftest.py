@@ -57,3 +57,11 @@ def seed_copy(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return copy
+
+
+def allow_callables(folder: Path, monkeypatch: pytest.MonkeyPatch, *patterns: str) -> None:
+    """Run the test from ``folder`` with a pyproject.toml allowing ``patterns`` (docs/trust.md),
+    as a user's project allows its own modules."""
+    lines = ", ".join(f'"{p}"' for p in patterns)
+    (folder / "pyproject.toml").write_text(f"[tool.gradcheck]\ncallables = [{lines}]\n")
+    monkeypatch.chdir(folder)

@@ -159,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     warm_options = RunOptions(max_memory=64 << 20)  # no timeout: a loaded machine may be slow to start
     for warm in ("product", "matmul", "layers/conv_naive"):
         check_case(load_case(ROOT / "cases" / f"{warm}.toml"), warm_options)
+    # what only a failing or disputed case imports (diagnostics, hints, the referee, ...): every
+    # module of the package, so that importing our own code is not counted as running code
+    import importlib
+    import pkgutil
+
+    import gradcheck_suite
+
+    for module in pkgutil.walk_packages(gradcheck_suite.__path__, "gradcheck_suite."):
+        if module.name != "gradcheck_suite.__main__":
+            importlib.import_module(module.name)
     _cli(ROOT / "cases" / "product.toml", args.allow)
     audit = Audit(workdir)
     sys.addaudithook(audit)

@@ -377,3 +377,9 @@ def test_autograd_overflowing_in_float32_is_judged_without_it(tmp_path: Path) ->
     result = check_case(load_case(_case(tmp_path, text)), RunOptions(dtype="float32"))
     assert result.verdict == "pass", result.reason
     assert result.inputs[0].overflow == {"autograd": 3}
+    # and a wrong manual gradient there is still manual's fault, not "manual and autograd"'s
+    flipped = text.replace(
+        'program = "dx = df * ((c - x * x) / q) / q"', 'program = "dx = -(df * ((c - x * x) / q) / q)"'
+    )
+    wrong = check_case(load_case(_case(tmp_path, flipped)), RunOptions(dtype="float32"))
+    assert (wrong.verdict, wrong.odd_one_out) == ("fail", "manual"), wrong.reason

@@ -51,7 +51,7 @@ def test_order_2_on_the_command_line_fails_a_detached_backward_in_every_report(t
     assert "xyy [order2]" in out and "hessian 6x6" in out and "FAIL: manual is the odd one out" in out
     data = json.loads((reports / "report.json").read_text())
     jsonschema.validate(data, json_report.load_schema())
-    assert data["version"] == 3 and data["options"]["order"] == 2  # 3 since issue 12
+    assert data["version"] == json_report.SCHEMA_VERSION and data["options"]["order"] == 2
     by_kind = {c["kind"]: c for c in data["cases"]}
     assert by_kind["order1"]["verdict"] == "pass"
     assert by_kind["order2"]["verdict"] == "fail" and by_kind["order2"]["odd_one_out"] == "manual"

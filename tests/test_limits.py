@@ -202,7 +202,10 @@ def test_the_plugin_stops_a_case_at_its_timeout(slowpkg: Path, pytester: pytest.
     )
     done.assert_outcomes(passed=1, failed=2)
     text = done.stdout.str()
-    assert text.count("over --timeout 0.5 s") == 2 and "Traceback" not in text
+    # Counted in the failure sections only: pytest's short summary repeats each message or
+    # truncates it, depending on the terminal's width.
+    stopped = [x for x in text.splitlines() if x.startswith("gradcheck:") and "over --timeout 0.5 s" in x]
+    assert len(stopped) == 2 and "Traceback" not in text
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -291,3 +294,37 @@ def test_the_timeout_works_from_a_thread_and_leaves_anothers_timer_alone(slowpkg
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_timeout_from_the_watchdog_leaves_tracing_working() -> None:
+    # the watchdog (used in the main thread while another timer is pending) once cleared its
+    # last exception with PyThreadState_SetAsyncExc(id, NULL): the next sys.settrace tracer
+    # (gradcheck mutate's) then spun forever
+    done = _child(
+        f"""
+        import signal, sys
+        from gradcheck_suite import load_case
+        from gradcheck_suite._guard import deadline
+        case = load_case({str(CASES / "product.toml")!r})
+        previous = signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.setitimer(signal.ITIMER_REAL, 120)
+        try:
+            with deadline(0.5, case):
+                while True:
+                    try:
+                        sum(range(1000))
+                    except Exception:
+                        pass
+        except Exception as exc:
+            print("stopped:", exc)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        sys.settrace(lambda frame, event, arg: None)
+        (lambda: 1)()
+        sys.settrace(None)
+        print("traced")
+        """,
+        timeout=60,
+    )
+    assert "over --timeout" in done.stdout and "traced" in done.stdout, done.stdout + done.stderr

@@ -167,7 +167,11 @@ def test_allow_callable_on_the_command_line(
 def test_data_only_refuses_every_callable_the_defaults_too(cli: Callable[..., tuple[int, str, str]]) -> None:
     code, out, err = cli("run", str(CASES / "layers" / "conv_naive.toml"), "--no-reports", "--data-only")
     assert code == 2 and "--data-only refuses every callable" in err
-    assert "conv_naive.toml:15:" in err  # the forward's `callable` line
+    text = (CASES / "layers" / "conv_naive.toml").read_text().splitlines()
+    forward_line = 1 + next(
+        i for i, t in enumerate(text) if t.startswith('callable = "gradcheck_suite.naive_layers:conv_f')
+    )
+    assert f"conv_naive.toml:{forward_line}:" in err  # the forward's `callable` line
     code, out, _ = cli("run", str(CASES / "layers" / "conv_naive.toml"), "--no-reports")
     assert code == 0 and "1 pass" in out  # allowed by default: the package's own layer
 

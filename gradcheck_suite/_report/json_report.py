@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 2. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 4. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -23,12 +23,18 @@ input's ``name`` is an output's for forward mode, and its values have a leading 
 directions, upstreams or variants tried). Options gained ``order`` and ``checks``. Version 1
 reports read as version 2 with every entry of kind ``order1``.
 
-Version 3 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
+Version 3 (issue 14) added ``diagnostics``, on a failing case only: ``blame`` (the line of a
+backward program that makes its gradients wrong, with each ``d<name>``'s comparison as
+``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
+(docs/diagnostics.md). A version 2 report is a version 3 report without diagnostics.
+
+Version 4 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
 (dtype, k, repeat, nondet_tol, tf32 as resolved) and each input ``low_precision`` (null, or
 the manual source's and the reference's errors side by side); a pair may be a source with
 itself (``manual-manual``: its run-to-run spread under ``--repeat``); ``options.device`` may be a
 comma list, with ``devices`` (each case's gradients compared across devices) and
-``unavailable_devices`` (device -> why) at the top level. Version 1 and 2 baselines still read.
+``unavailable_devices`` (device -> why) at the top level (required, so a version 3 report
+does not validate as version 4).
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ __all__ = [
 ]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FIRST_ORDER = "order1"
 
 Number = float | str
@@ -305,6 +311,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "notes": list(r.notes),
         "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
+        **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
     }
     if r.test_id is not None:
         entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it

@@ -6,7 +6,8 @@ named ``case[device-dtype]`` like a parametrised pytest test, with ``classname``
 file's path as pytest's junitxml makes it (``cases/matmul.toml`` -> ``cases.matmul.toml``); an
 entry of the pytest plugin is named by its test's node id, as pytest names it. A failing case
 carries ``<failure message=...>`` naming the worst element
-and the three sources' values there; an inconclusive one ``<skipped>`` with the reason; a case
+and the three sources' values there (its text adds the diagnostics: the blamed line and the
+hints); an inconclusive one ``<skipped>`` with the reason; a case
 file that does not load ``<error>``. A baseline comparison adds a second testsuite,
 ``gradcheck.baseline``, with a failing testcase per regressed case, so a drift that has not
 failed the check yet still shows up in the CI's test view.
@@ -101,9 +102,19 @@ def failure_message(case: dict[str, Any]) -> str:
     return f"{head} at {where}: {values}{ratio}{more}"
 
 
+def _diagnosis(case: dict[str, Any]) -> list[str]:
+    d = case.get("diagnostics")
+    if not d:
+        return []
+    blame = d.get("blame")
+    lines = [f"blame: {blame['message']}"] if blame else ([f"blame: {d['blame_note']}"] if d.get("blame_note") else [])
+    return lines + [f"hint ({h['pair']}, {h['kind']}): {h['message']}" for h in d.get("hints", [])]
+
+
 def _details(case: dict[str, Any]) -> str:
     lines = [f"{case['file']}: {case['case']} ({case['device']}, {case['dtype']}): {case['reason']}"]
     lines += [f"expected value: {e}" for e in case.get("expect_failures", [])]
+    lines += _diagnosis(case)
     for i in case["inputs"]:
         lines.append(f"input {i['name']}: {i['verdict']}: {i['reason']}")
         for p in i["pairs"]:

@@ -1,5 +1,6 @@
 """``gradcheck show``: each forward and backward step with its value, as the notebook's cells
-print them, then each source's gradient and the verdict; fitted to the terminal's width."""
+print them (a callable's call, arguments and results: :mod:`.calls`), then each source's
+gradient and the verdict; fitted to the terminal's width."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .._dtypes import to_float64
 from .._engine import CaseResult
 from .._sources.manual import manual_backend, upstream_gradients
 from .._text import printable
+from .calls import backward_call, forward_call
 from .layout import wrap
 from .terminal import format_value
 
@@ -75,10 +77,14 @@ def render_show(
     trace: list = []
     values = case.forward.run(env, be, trace)
     out += _steps("forward", trace, width)
+    if case.forward.program is None:  # a callable: the call, its arguments and its results
+        out += forward_call(case, values)
     if case.backward is not None:
         trace = []
-        case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
+        grads = case.backward.run({**values, **upstream_gradients(case, values, be)}, be, trace)
         out += _steps("backward", trace, width)
+        if case.backward.program is None:
+            out += backward_call(case, grads)
     out.append("gradients:")
     for i in result.inputs:
         for src, g in i.grads.items():

@@ -221,6 +221,8 @@ def case_notes(r: CaseResult) -> list[str]:
     """What the table's rows cannot show: expected values, sweeps, sources left out, precision."""
     kind = f"[{r.kind}] " if r.kind else ""
     notes = [*r.case.notes, *(kind + n for n in r.notes), *(f"FAIL {e}" for e in r.expect_failures)]
+    if r.diagnostics is not None:  # a failure: its blamed line, or its first hint
+        notes.append(r.diagnostics.summary())
     if r.samples is not None:
         c = r.samples.counts
         own = ", the case file's own" if r.samples.worst == 0 else ""
@@ -291,6 +293,10 @@ def render_case_detail(r: CaseResult, width: int | None = None, paint: Paint | N
                 out.append(f"  ... {len(idx) - DETAIL_ROWS} more element(s)")
         if i.projections:
             out += _projection_table(i, width)
+    if r.diagnostics is not None:
+        from .._diagnose.render import detail  # only a failure pays for the import
+
+        out.append(detail(r, width))
     return "\n".join(out)
 
 
