@@ -2,7 +2,9 @@
 # The CUDA checks, run by hand on a machine with an NVIDIA GPU from the repository root
 # (torch, numpy and tabulate installed; the package need not be): issue 2's five cases with
 # --device cuda, the layer library, the planted notebook bug, the pytest plugin's CUDA items,
-# check() on CUDA, and projection mode on the 1024x1024 matmul.
+# check() on CUDA, and projection mode on the 1024x1024 matmul; issue 12's bfloat16 and float16
+# on CUDA, --device cpu,cuda with its devices table, --repeat on atomics, TF32
+# (benchmarks/gpu_kernels.py). About 3 minutes on one H100.
 set -u
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -67,3 +69,17 @@ class CpuGradient(torch.autograd.Function):
 r = check(CpuGradient, {"x": [1.0, 2.0]}, reference=lambda x: x * x, checks=["dtypes"], device="cuda")
 print("gradient on the wrong device:", r.verdict, r.odd_one_out, "|", r.kind_result("dtypes").reason)
 PY
+echo; echo "######## issue 12: bfloat16, float16, devices, --repeat, TF32"
+echo "== the layer library, cuda, bfloat16 and float16 (low-precision rule, k = 2)"
+gc cases/layers --device cuda --dtype bfloat16 | tail -2; gc cases/layers --device cuda --dtype float16 | tail -2
+echo "== 50 random points, cuda, bfloat16 and float16: right backward passes (expect no fail)"
+for k in layernorm batchnorm lstm_step rnn_step; do for d in bfloat16 float16; do
+  echo "$d: $(gc cases/layers --device cuda --dtype $d --samples 50 -k $k | grep -E 'points:')"; done; done
+echo "== devices as sources: the seed cases and the layers, --device cpu,cuda (float64, then bfloat16)"
+gc cases/*.toml --device cpu,cuda
+gc cases/layers --device cpu,cuda --dtype bfloat16 | grep -E "DIFFER|differ across|exit status" | tail -3
+echo "== TF32: the layers in float32 on cuda with --tf32 (low-precision rule with TF32's unit roundoff)"
+gc cases/layers --device cuda --dtype float32 --tf32 | tail -2
+echo "== pytest plugin, bfloat16 items on cuda and cpu"
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -p gradcheck_suite.pytest_plugin -o addopts= cases --gradcheck-device cuda,cpu --gradcheck-dtype bfloat16 -rs 2>&1 | tail -2
+"$PY" benchmarks/gpu_kernels.py cuda; echo "exit status $?"

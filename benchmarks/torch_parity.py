@@ -64,7 +64,9 @@ def _torch_target(bug: Planted, which: str) -> tuple[Callable[..., Any], tuple[t
 def torch_verdict(bug: Planted, which: str) -> str:
     """ "pass", or what torch's first failing check said."""
     fn, inputs, jvp = _torch_target(bug, which)
-    common = {"check_batched_grad": True, "check_grad_dtypes": True}
+    common: dict[str, Any] = {"check_batched_grad": True, "check_grad_dtypes": True}
+    if "nondet_tol" in bug.torch_flags:  # the same declared tolerance as ours
+        common["nondet_tol"] = bug.torch_flags["nondet_tol"]
     runs = [
         ("gradcheck", torch.autograd.gradcheck, {**common, "check_undefined_grad": True, "check_forward_ad": jvp}),
         (
@@ -85,8 +87,8 @@ def torch_verdict(bug: Planted, which: str) -> str:
 def ours(bug: Planted, which: str) -> Any:
     made = getattr(bug, which)
     if bug.module:
-        return check_module(made(), bug.inputs["x"], reference=bug.reference(), order=2, checks="all")
-    return check(made, bug.inputs, reference=bug.reference, order=2, checks="all")
+        return check_module(made(), bug.inputs["x"], reference=bug.reference(), order=2, checks="all", **bug.options)
+    return check(made, bug.inputs, reference=bug.reference, order=2, checks="all", **bug.options)
 
 
 def ours_verdict(bug: Planted, which: str) -> str:
@@ -109,7 +111,9 @@ def median_time(fn: Callable[[], Any], runs: int) -> float:
 def resized(bug: Planted, n: int) -> Planted:
     g = torch.Generator().manual_seed(n)
     inputs = {k: torch.randn(n, n, dtype=torch.float64, generator=g) for k in bug.inputs}
-    return Planted(f"{bug.name} {n}x{n}", bug.wrong, bug.right, inputs, bug.reference, bug.check, module=bug.module)
+    return Planted(
+        f"{bug.name} {n}x{n}", bug.wrong, bug.right, inputs, bug.reference, bug.check, bug.torch_flags, bug.module
+    )
 
 
 def main() -> None:

@@ -18,6 +18,9 @@ Besides the notebook's keys, a case may have:
 Loading is bounded (:mod:`gradcheck_suite._limits`): only regular files up to
 ``--max-file-size`` are read, a drawn array's size is checked before it is drawn, and any
 failure, however odd the file, is a :class:`CaseError` naming the file.
+
+``dtype``, ``k``, ``repeat`` and ``nondet_tol`` say how the case is checked when the run does
+not say (:mod:`gradcheck_suite._settings`).
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from typing import Any
 import numpy as np
 
 from ._case_callables import Backward, Constant, Forward, make_call
+from ._dtypes import DTYPES, round_to
 from ._errors import CaseError, LimitError
 from ._limits import DEFAULT_LIMITS, FileRefused, Limits, check_elements, read_text
 from ._program import Program, parse_program
+from ._settings import CaseSettings, validate_k, validate_nondet_tol
 from ._trust import Trust
 
 __all__ = ["Case", "Expected", "Sweep", "load_case", "load_cases"]
@@ -54,6 +59,10 @@ _TOP_KEYS = {
     "reference",
     "expect",
     "sweep",
+    "dtype",
+    "k",
+    "repeat",
+    "nondet_tol",
     "module",
     "order",
     "checks",
@@ -111,6 +120,7 @@ class Case:
     upstreams: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     constants: Mapping[str, Constant] = field(default_factory=dict)  # never differentiated
     reference: Forward | None = None  # what autograd differentiates when the forward is not torch
+    settings: CaseSettings = field(default_factory=CaseSettings)  # dtype, k, repeat, nondet_tol
     order: int = 1  # `order = 2`: also check second order
     # [backward2]: a hand-written Hessian-vector product: given v<input>, assigns hv<input>
     backward2: Program | None = None
@@ -141,14 +151,10 @@ class Case:
 
     def at_dtype(self, dtype: str) -> Case:
         """This case with its float constants and upstream gradients rounded to ``dtype``, as
-        the inputs are: every source then differentiates the same function."""
-        consts = {
-            k: np.asarray(v, dtype=dtype).astype(np.float64) if _is_float_array(v) else v
-            for k, v in self.constants.items()
-        }
-        ups = {
-            k: None if v is None else np.asarray(v, dtype=dtype).astype(np.float64) for k, v in self.upstreams.items()
-        }
+        the inputs are: every source then differentiates the same function (a kernel receives
+        its upstream in its dtype; the float64 truth of a bfloat16 check must see the same)."""
+        consts = {k: round_to(v, dtype) if _is_float_array(v) else v for k, v in self.constants.items()}
+        ups = {k: None if v is None else round_to(v, dtype) for k, v in self.upstreams.items()}
         forward = self.forward.with_constants(consts)
         return replace(
             self,
@@ -364,6 +370,7 @@ class _Reader:
         self.expect: dict[str, Expected] = {}
         self.sweep: Sweep | None = None
         self.description = ""
+        self.settings = CaseSettings()
         self.order = 1
         self.checks: tuple[str, ...] = ()
         self.backward2: Program | None = None
@@ -437,6 +444,7 @@ class _Reader:
             upstreams=self.upstreams,
             constants=self.constants,
             reference=self.reference,
+            settings=self.settings,
             order=self.order,
             checks=self.checks,
             backward2=self.backward2,
@@ -723,6 +731,31 @@ def _read_description(r: _Reader) -> None:
     r.description = description
 
 
+def _read_settings(r: _Reader) -> None:
+    """``dtype``, ``k``, ``repeat``, ``nondet_tol``: how the case is checked unless the run says."""
+    data = r.data
+    dtype = data.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise r.err(f"`dtype` must be one of {', '.join(DTYPES)}, not {dtype!r}", "", "dtype")
+    k = data.get("k")
+    if k is not None and (problem := validate_k(k)):
+        raise r.err(problem, "", "k")
+    repeat = data.get("repeat")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1):
+        raise r.err(
+            f"`repeat` must be a whole number >= 1 (runs of the analytic sources), not {repeat!r}", "", "repeat"
+        )
+    tol = data.get("nondet_tol")
+    if tol is not None and (problem := validate_nondet_tol(tol)):
+        raise r.err(problem, "", "nondet_tol")
+    r.settings = CaseSettings(
+        dtype=dtype,
+        k=None if k is None else float(k),
+        repeat=repeat,
+        nondet_tol=None if tol is None else float(tol),
+    )
+
+
 # The order matters: each reader may use what the readers before it found.
 _SECTIONS = (
     _read_top,
@@ -739,6 +772,7 @@ _SECTIONS = (
     _read_expect,
     _read_sweep,
     _read_description,
+    _read_settings,
 )
 
 

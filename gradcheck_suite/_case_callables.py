@@ -48,6 +48,7 @@ from ._program import Program, Statement
 from ._trust import Trust, split_target
 
 __all__ = [
+    "RefusedGradient",
     "Backward",
     "CallTarget",
     "Forward",
@@ -59,6 +60,10 @@ __all__ = [
 # A constant is an integer (static: shapes, slices), a float, an integer or float array, or a
 # dict of parameters for callables (cs231n's conv_param).
 Constant = Any
+
+
+class RefusedGradient(CaseError):
+    """An autograd.Function's backward returned a gradient torch's engine refuses."""
 
 
 def import_target(target: str, exact: bool = True) -> Any:
@@ -94,7 +99,14 @@ def _to_library(value: Any, array: str) -> Any:
     that writes into its argument (`x **= 2`) must not move the point the other sources see."""
     if array == "numpy":
         if isinstance(value, torch.Tensor):
-            return value.detach().cpu().numpy().copy()
+            value = value.detach().cpu()
+            if value.dtype in (torch.bfloat16, torch.float16):
+                # numpy has no bfloat16 and computes float16 one rounded operation at a time:
+                # the callable computes in float32 on the dtype's values and _from_library
+                # rounds its results back (storage in the dtype, float32 arithmetic, as a
+                # kernel with float32 accumulation)
+                value = value.float()
+            return value.numpy().copy()
         return value.copy() if isinstance(value, np.ndarray) else value
     if isinstance(value, np.ndarray):
         if value.dtype == np.longdouble:  # torch has no long double: such runs are skipped
@@ -112,7 +124,8 @@ def _from_library(value: Any, backend: Backend) -> Any:
             return value
         return backend.asarray(value)
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        # through float64 (exact): numpy cannot take a bfloat16 tensor
+        value = value.detach().to("cpu", torch.float64).numpy()
     return backend.asarray(value)
 
 
@@ -452,17 +465,27 @@ class Backward:
         """The Function's own backward: torch.autograd.grad through ``Function.apply``."""
         call = self.forward.call
         assert call is not None
-        if not isinstance(backend, NumpyBackend) or not _is_float_dtype(backend.dtype):
+        if isinstance(backend, TorchBackend):
+            # bfloat16, float16 and devices other than the CPU: the tensors are already there
+            tdtype, where = backend.dtype, backend.device
+        elif not isinstance(backend, NumpyBackend) or not _is_float_dtype(backend.dtype):
             raise call.error("an autograd.Function's backward runs on float32 or float64 only")
-        if backend.dtype == np.longdouble:
+        elif backend.dtype == np.longdouble:
             raise call.error("an autograd.Function cannot run in long double")
-        tdtype = torch.float32 if backend.dtype == np.float32 else torch.float64
-        leaves = {n: torch.tensor(np.asarray(env[n]), dtype=tdtype, requires_grad=True) for n in self.inputs}
+        else:
+            tdtype, where = (torch.float32 if backend.dtype == np.float32 else torch.float64), torch.device("cpu")
+
+        def tensor(v: Any) -> torch.Tensor:
+            if isinstance(v, torch.Tensor):
+                return v.detach().to(where, tdtype)
+            return torch.as_tensor(np.asarray(v), dtype=tdtype, device=where)
+
+        leaves = {n: tensor(env[n]).clone().requires_grad_(True) for n in self.inputs}
         args = [leaves[n] if n in leaves else _to_library(env[n], "torch") for n in call.args]
         result = call.invoke([], dict(zip(call.args, args, strict=True))) if call.keywords else call.invoke(args)
         outs = _split(result, list(self.outputs), call, "outputs")
         pairs = [
-            (outs[o], torch.as_tensor(np.asarray(env[f"d{o}"]), dtype=tdtype))
+            (outs[o], tensor(env[f"d{o}"]))
             for o in self.outputs
             if isinstance(outs[o], torch.Tensor) and outs[o].requires_grad
         ]
@@ -473,11 +496,19 @@ class Backward:
                 [p[0] for p in pairs], list(leaves.values()), [p[1] for p in pairs], allow_unused=True
             )
         except Exception as exc:  # noqa: BLE001 - the user's backward
+            if isinstance(exc, RuntimeError) and "returned an invalid gradient" in str(exc):
+                # torch's engine refuses what the backward returned (a gradient on another
+                # device, of another shape): a wrong gradient on this device, not a broken case
+                refused = call.error(f"backward returned a gradient torch refuses: {exc}")
+                raise RefusedGradient(refused.message, file=refused.file, line=refused.line, key=refused.key) from exc
             raise call.error(f"backward raised {type(exc).__name__}: {exc}") from exc
-        return {
-            f"d{n}": (g if g is not None else torch.zeros_like(leaves[n])).detach().numpy()
+        done = {
+            n: (g if g is not None else torch.zeros_like(leaves[n])).detach()
             for n, g in zip(leaves, grads, strict=True)
         }
+        if isinstance(backend, TorchBackend):
+            return {f"d{n}": g for n, g in done.items()}
+        return {f"d{n}": g.numpy() for n, g in done.items()}
 
 
 def make_call(

@@ -40,15 +40,15 @@ import torch
 
 from ._case import Case
 from ._case_callables import Backward, CallTarget, Forward, is_autograd_function
-from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device
+from ._dtypes import DTYPES
+from ._engine import CaseResult, Report, RunOptions, check_case, ensure_device, kinds_of
 from ._errors import CaseError, UsageError
 from ._modules import module_case
 from ._report.terminal import render_case_detail, render_table
+from ._settings import DEFAULT_K, validate_k, validate_nondet_tol
 from ._sources.numeric import DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
 
 __all__ = ["CheckResult", "GradientCheckFailed", "check", "check_module", "explain"]
-
-DTYPES = ("float64", "float32")
 
 
 def _head(result: CaseResult) -> str:
@@ -158,6 +158,10 @@ def _options(
     directions: int,
     order: int,
     checks: Sequence[str],
+    k: float = DEFAULT_K,
+    repeat: int = 1,
+    nondet_tol: float = 0.0,
+    tf32: bool = False,
 ) -> RunOptions:
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -179,6 +183,10 @@ def _options(
         kinds = parse_checks(list(checks))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if problem := validate_k(k) or validate_nondet_tol(nondet_tol):
+        raise UsageError(problem)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise UsageError(f"repeat must be a whole number >= 1, not {repeat!r}")
     ensure_device(device)
     return RunOptions(
         device=device,
@@ -191,16 +199,16 @@ def _options(
         directions=directions,
         order=order,
         checks=kinds,
+        k=k,
+        repeat=repeat,
+        nondet_tol=nondet_tol,
+        tf32=tf32,
     )
 
 
 def _check(case: Case, options: RunOptions) -> CheckResult:
     first = check_case(case, options)
-    if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
-        return CheckResult.of(first)
-    from ._kinds import check_kinds
-
-    return CheckResult.of(first, check_kinds(case, options, first))
+    return CheckResult.of(first, kinds_of(case, options, first))
 
 
 def check(
@@ -222,6 +230,10 @@ def check(
     order: int = 1,
     checks: Sequence[str] = (),
     name: str | None = None,
+    k: float = DEFAULT_K,
+    repeat: int = 1,
+    nondet_tol: float = 0.0,
+    tf32: bool = False,
 ) -> CheckResult:
     """Check the gradient of ``fn(**inputs)`` three ways: ``backward`` (if given), torch
     autograd through ``fn`` (or ``reference``), and finite differences of ``fn``.
@@ -240,6 +252,13 @@ def check(
     ``checks`` further check kinds (``"forward"``, ``"batched"``, ``"undefined"``,
     ``"dtypes"``, ``"noncontiguous"``, ``"fwd-over-rev"`` or ``"all"``). Raises
     :class:`CaseError` when a function cannot be run.
+
+    ``dtype="bfloat16"`` or ``"float16"`` runs ``backward`` and autograd in that dtype (the
+    inputs and ``upstream`` rounded to it) and judges ``backward`` by the low-precision rule:
+    its error against float64 autograd may be at most ``k`` times autograd's own error in the
+    dtype, plus a floor (``tf32=True`` does the same for float32 with TF32 on CUDA).
+    ``repeat=N`` runs ``backward`` and autograd N times and fails a source whose runs differ
+    by more than ``nondet_tol`` (absolute; 0: they must agree exactly).
     """
     options = _options(
         dtype=dtype,
@@ -253,6 +272,10 @@ def check(
         directions=directions,
         order=order,
         checks=checks,
+        k=k,
+        repeat=repeat,
+        nondet_tol=nondet_tol,
+        tf32=tf32,
     )
     case = callable_case(
         fn, inputs, backward=backward, reference=reference, upstream=upstream, analytic=analytic, name=name
@@ -277,6 +300,10 @@ def check_module(
     order: int = 1,
     checks: Sequence[str] = (),
     name: str | None = None,
+    k: float = DEFAULT_K,
+    repeat: int = 1,
+    nondet_tol: float = 0.0,
+    tf32: bool = False,
 ) -> CheckResult:
     """Check the gradient of every trainable parameter and every floating input of
     ``module(*inputs)`` (``inputs``: one tensor, a tuple of positional inputs, or a mapping of
@@ -288,7 +315,7 @@ def check_module(
     backward: that is the manual source, and ``reference`` (a module of plain torch
     operations with the same parameter names) the autograd source. A module of plain torch
     operations is checked two ways (autograd, numeric). The other keywords are
-    :func:`check`'s.
+    :func:`check`'s (``k``, ``repeat``, ``nondet_tol`` and ``tf32`` included).
     """
     options = _options(
         dtype=dtype,
@@ -302,6 +329,10 @@ def check_module(
         directions=directions,
         order=order,
         checks=checks,
+        k=k,
+        repeat=repeat,
+        nondet_tol=nondet_tol,
+        tf32=tf32,
     )
     return _check(module_case(module, inputs, reference=reference, upstream=upstream, name=name), options)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -320,7 +321,7 @@ def _run(args: argparse.Namespace, screen: _Screen) -> int:
                 args.paths,
                 args.pattern,
                 options.device,
-                options.dtype,
+                _dtypes_ran(options, report),
                 names=_names(report),
                 kinds=_kinds_made(options, data),
             ),
@@ -337,6 +338,12 @@ def _run(args: argparse.Namespace, screen: _Screen) -> int:
     if folder is not None and _something_to_report(report):
         write_reports(folder, data, report=report)
     return status
+
+
+def _dtypes_ran(options: RunOptions, report: Report) -> str:
+    """The run's dtype, and the cases' own where they chose (a case file's `dtype`)."""
+    ran = dict.fromkeys([options.dtype, *(r.dtype for r in report.results)] if options.case_dtype else [options.dtype])
+    return ",".join(ran)
 
 
 def _kinds_made(options: RunOptions, data: dict[str, Any]) -> set[str]:
@@ -423,15 +430,20 @@ def _find(name: str, paths: list[Path], options: RunOptions) -> Case:
 
 
 def _show(args: argparse.Namespace, screen: _Screen) -> int:
-    from ._engine import Report, check_case, ensure_device
+
+    from ._devices import device_names
+    from ._engine import Report, check_case, check_settings, ensure_device
     from ._guard import deadline, prepare
     from ._report.show import render_show
 
     options = run_options(vars(args))
     case = _find(args.case, args.paths, options)
+    # show prints one run: the first device of a list, in the case's own dtype unless told
+    options = replace(options, device=device_names(options.device)[0])
     ensure_device(options.device)
     with deadline(options.limits.timeout, case):
         case = prepare(case, options.limits)
+    options = replace(options, dtype=check_settings(case, options).dtype, case_dtype=False)
     result = check_case(case, options)
     screen.out(render_show(case.at_dtype(options.dtype), result, options.dtype, screen.width, screen.paint))
     if args.html is not None:

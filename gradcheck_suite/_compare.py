@@ -291,6 +291,9 @@ def judge_input(
         if s == "numeric":
             continue
         rounding[s], measured = analytic_bound(by[s], name, grads[s], scale)
+        allowance = by[s].allowance
+        if allowance is not None:  # --repeat: a nondeterministic source (_nondeterminism)
+            rounding[s] = rounding[s] + allowance[name]
         if measured is not None:
             precision[s] = measured
         ref = by[s].reference

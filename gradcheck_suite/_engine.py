@@ -13,15 +13,21 @@ import torch
 
 from ._case import Case, load_cases
 from ._compare import InputResult, RefereeAnswer, RefereeFn, gradient_scale, judge_input
+from ._device_compare import DeviceComparison, compare_devices
+from ._devices import device_names, get_device, source_context
+from ._dtypes import round_to
 from ._errors import CaseError, UsageError
 from ._guard import CaseTimeout, as_case_error, check_plan, deadline, prepare
 from ._keyword import compile_keyword
 from ._limits import DEFAULT_LIMITS, Limits
+from ._lowprecision import judge_low_precision, measure_reference
+from ._nondeterminism import judge_spread, repeated
 from ._progress import progress_bar
 from ._rounding import ProgramBounds, program_bounds, unit_roundoff
+from ._settings import CheckSettings, resolve
 from ._sources import Gradients
 from ._sources.autograd import autograd_gradients
-from ._sources.manual import manual_gradients, run_forward, run_programs
+from ._sources.manual import REFUSED, manual_gradients, run_forward, run_programs
 from ._sources.numeric import (
     DEFAULT_DIRECTIONS,
     DEFAULT_ELEMENTS,
@@ -75,9 +81,31 @@ class RunOptions:
     data_only: bool = False
     limits: Limits = DEFAULT_LIMITS
 
+    # issue 12 (gradcheck_suite._settings): None takes the case file's value, else the default
+    k: float | None = None
+    repeat: int | None = None
+    nondet_tol: float | None = None
+    tf32: bool = False
+    # a case file's `dtype` wins over `dtype`: the CLI and the plugin set this when no --dtype
+    # was given; a library caller's explicit dtype holds
+    case_dtype: bool = False
+
     def trust(self) -> Trust:
         """The allow-list: defaults, pyproject.toml from the current directory up, then ours."""
         return Trust.from_settings(self.allow_callable, self.data_only)
+
+
+def check_settings(case: Case, options: RunOptions) -> CheckSettings:
+    """How ``case`` is checked under ``options``: dtype, k, repeat, nondet_tol, TF32."""
+    return resolve(
+        case.settings,
+        dtype=options.dtype,
+        dtype_given=not options.case_dtype,
+        k=options.k,
+        repeat=options.repeat,
+        nondet_tol=options.nondet_tol,
+        tf32=options.tf32,
+    )
 
 
 @dataclass
@@ -111,6 +139,7 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)  # how the sources ran, for the report
     check_label: str = ""  # a check kind's own words for what it compared ("hessian 4x4")
     test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
+    settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
     diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
     budget: BudgetChoice | None = None  # what --time-budget chose
 
@@ -134,12 +163,16 @@ class Report:
     errors: list[CaseError]
     options: RunOptions
     seconds: float = 0.0
+    # --device cpu,cuda: devices named but not available (name -> why), and each case's
+    # gradients compared across the devices that ran (gradcheck_suite._devices_table)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    devices: list[DeviceComparison] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         if self.errors:
             return 2
-        if any(r.verdict == "fail" for r in self.results):
+        if any(r.verdict == "fail" for r in self.results) or any(d.verdict == "fail" for d in self.devices):
             return 1
         return 0
 
@@ -166,12 +199,9 @@ class Report:
 
 
 def ensure_device(device: str) -> None:
-    if device == "cpu":
-        return
-    if device != "cuda" and not device.startswith("cuda:"):
-        raise UsageError(f"unknown device {device!r}: use cpu or cuda")
-    if not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
+    why = get_device(device).missing()
+    if why:
+        raise UsageError(f"--device {device}: {why}")
 
 
 def name_matches(name: str, pattern: str | None) -> bool:
@@ -199,7 +229,7 @@ def select(cases: Iterable[Case | CaseError], pattern: str | None) -> list[Case 
 def _at_dtype(point: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     # Every source sees the point the check's dtype can represent, so the float64 numeric
     # reference of a float32 check differentiates at exactly the float32 inputs.
-    return {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in point.items()}
+    return {k: round_to(v, dtype) for k, v in point.items()}
 
 
 def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None = None) -> NumericSettings:
@@ -207,7 +237,7 @@ def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None
     seed = case.sweep.seed if case.sweep else 0
     return NumericSettings(
         options.numeric,
-        options.device,
+        get_device(options.device).torch,
         options.max_memory,
         mode=mode,
         elements=options.elements,
@@ -317,6 +347,7 @@ def _check_point(
     case: Case,
     point: dict[str, np.ndarray],
     options: RunOptions,
+    settings: CheckSettings,
     numeric: Gradients,
     where: str,
     bounds: ProgramBounds | None = None,
@@ -324,21 +355,33 @@ def _check_point(
 ) -> tuple[list[InputResult], dict[str, Gradients]]:
     _check_forward(case, point, where)
     results: list[Gradients] = []
-    u = unit_roundoff(options.dtype)
-    if case.backward is not None:
-        manual = manual_gradients(case, point, options.dtype)
-        if bounds is not None and bounds.manual is not None:
-            manual.rounding = {k: u * v for k, v in bounds.manual.items()}
-        results.append(manual)
-    if case.autograd_forward is not None:  # else checked two ways; case.notes says so
-        autograd = autograd_gradients(case, point, options.dtype, options.device)
-        if bounds is not None and bounds.autograd is not None:
-            autograd.rounding = {k: u * v for k, v in bounds.autograd.items()}
-        results.append(autograd)
+    dtype, device, n, tol = settings.dtype, options.device, settings.repeat, settings.nondet_tol
+    # the programs' rounding bounds are the float rule's; the low-precision rule measures instead
+    bounds = None if settings.low_precision else bounds
+    u = unit_roundoff(dtype) if bounds is not None else 0.0
+    with source_context(get_device(device), settings.tf32):
+        if case.backward is not None:
+            manual = repeated(lambda: manual_gradients(case, point, dtype, device), n, tol)
+            if bounds is not None and bounds.manual is not None:
+                manual.rounding = {k: u * v for k, v in bounds.manual.items()}
+            results.append(manual)
+        if case.autograd_forward is not None:  # else checked two ways; case.notes says so
+            autograd = repeated(lambda: autograd_gradients(case, point, dtype, device), n, tol)
+            if bounds is not None and bounds.autograd is not None:
+                autograd.rounding = {k: u * v for k, v in bounds.autograd.items()}
+            results.append(autograd)
+        if settings.low_precision and case.autograd_forward is not None:
+            measure_reference(case, point, results[-1], dtype, device)
     results.append(numeric)
-    scale = gradient_scale(results)
-    inputs = [judge_input(name, results, options.dtype, scale, _referee(case, point, name, budget)) for name in point]
-    return inputs, {r.source: r for r in results}
+    sources = {r.source: r for r in results}
+    if settings.low_precision:
+        inputs = [judge_low_precision(name, results, settings) for name in point]
+    else:
+        scale = gradient_scale(results)
+        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name, budget)) for name in point]
+    if n > 1:
+        inputs = [judge_spread(i, sources, settings.nondet_tol) for i in inputs]
+    return inputs, sources
 
 
 def _referee(
@@ -491,6 +534,8 @@ def check_case(
 def _check_case(case: Case, options: RunOptions, progress: Progress | None, diagnose: bool) -> CaseResult:
     start = time.perf_counter()
     ensure_device(options.device)
+    check = check_settings(case, options)  # dtype, k, repeat, nondet_tol: the run's over the case's
+    options = replace(options, dtype=check.dtype, case_dtype=False)
     case = case.at_dtype(options.dtype)  # float constants, like the inputs, at the check's dtype
     n = options.samples if options.samples is not None else (case.sweep.samples if case.sweep else None)
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
@@ -525,7 +570,9 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         done += planned_evaluations(case, len(batch), settings)
         for point, numeric, bound in zip(batch, numerics, bounds, strict=True):
             where = "at the input point" if k == 0 else _sample_where(case, k, point)
-            inputs, sources = _check_point(case, point, options, numeric, where, bound, None if k == 0 else budget)
+            inputs, sources = _check_point(
+                case, point, options, check, numeric, where, bound, None if k == 0 else budget
+            )
             verdict, _ = _verdict(inputs)
             counts[verdict] += 1
             per_point.verdicts.append(verdict)
@@ -539,6 +586,8 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
             k += 1
     assert best is not None
     _, worst, inputs, sources, worst_point = best
+    manual = sources.get("manual")
+    notes += [n for n in (manual.notes if manual is not None else []) if n.startswith(REFUSED)]
     if n:
         verdict = "fail" if counts["fail"] else ("inconclusive" if counts["pass"] == 0 else "pass")
         odd = _verdict(inputs)[1] if verdict == "fail" else None
@@ -563,6 +612,7 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         seconds=time.perf_counter() - start,
         mode=settings.mode,
         notes=notes if fitted is None else [fitted.note(), *notes],
+        settings=check,
         budget=fitted,
     )
     if diagnose and verdict == "fail":
@@ -610,24 +660,69 @@ def _unique(items: list[Case | CaseError]) -> list[Case | CaseError]:
     return out
 
 
-def _kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
+def available_devices(device: str) -> tuple[list[str], dict[str, str]]:
+    """The devices of ``--device cpu,cuda`` that can run, and why the others cannot; a
+    UsageError when none can (as ``--device cuda`` alone without a GPU always was)."""
+    names = device_names(device)
+    unavailable = {d: why for d in names if (why := get_device(d).missing())}
+    ready = [d for d in names if d not in unavailable]
+    if not ready:
+        raise UsageError(f"--device {device}: {unavailable[names[0]]}")
+    return ready, unavailable
+
+
+def _check_on_devices(
+    case: Case, options: RunOptions, devices: list[str], progress: Progress | None
+) -> tuple[list[CaseResult], list[CaseError]]:
+    """The case on each device: its first-order result, then the check kinds asked for."""
+    results: list[CaseResult] = []
+    errors: list[CaseError] = []
+    for device in devices:
+        try:
+            on_device = replace(options, device=device)
+            first = check_case(case, on_device, progress)
+            results.append(first)
+            results.extend(kinds_of(first.case, on_device, first))  # the case as checked: imported
+        except CaseError as exc:
+            error = exc
+        except BaseException as exc:  # noqa: BLE001 - one broken case must not stop the others
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            error = as_case_error(case, exc)
+        else:
+            continue
+        if len(devices) > 1:
+            error.message = f"on {device}: {error.message}"
+        errors.append(error)
+    return results, errors
+
+
+def kinds_of(case: Case, options: RunOptions, first: CaseResult) -> list[CaseResult]:
     """The further check kinds (second order, forward mode, ...) the options or the case ask for."""
     if options.order < 2 and not options.checks and case.order < 2 and not case.checks:
         return []  # and the kinds (torch.func, forward AD) are never imported
+    if first.settings is not None and first.settings.low_precision:
+        raise case.error(
+            f"the further checks (second order, forward mode, --checks) run in float64 and float32, not in"
+            f" {first.settings.label}: ask for them in a float64 or float32 run",
+            key="checks",
+        )
     from ._kinds import check_kinds  # here: the kinds build on this module's check_case
 
     return check_kinds(case, options, first)
 
 
 def run(paths: list[Path], options: RunOptions, pattern: str | None = None, progress: bool | None = None) -> Report:
-    """Load every case under ``paths``, check those matching ``pattern``, report them all.
+    """Load every case under ``paths``, check those matching ``pattern`` on every device of
+    ``options.device`` (``"cpu,cuda"``), report them all.
 
     ``progress``: a bar on stderr for a run that lasts (None: only when stderr is a terminal).
     """
     start = time.perf_counter()
-    ensure_device(options.device)
+    devices, unavailable = available_devices(options.device)
     results: list[CaseResult] = []
     errors: list[CaseError] = []
+    comparisons: list[DeviceComparison] = []
     loaded = _unique(select(load_cases(paths, limits=options.limits, trust=options.trust()), pattern))
     bar = progress_bar(len(loaded), progress)
     for item in loaded:
@@ -635,15 +730,11 @@ def run(paths: list[Path], options: RunOptions, pattern: str | None = None, prog
         if isinstance(item, CaseError):
             errors.append(item)
             continue
-        try:
-            first = check_case(item, options, bar.evaluations if bar.enabled else None)
-            results.append(first)
-            results.extend(_kinds_of(first.case, options, first))  # the case as checked: imported
-        except CaseError as exc:
-            errors.append(exc)
-        except BaseException as exc:  # noqa: BLE001 - one broken case must not stop the others
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            errors.append(as_case_error(item, exc))
+        done, failed = _check_on_devices(item, options, devices, bar.evaluations if bar.enabled else None)
+        results += done
+        errors += failed
+        firsts = [r for r in done if not r.kind]  # devices are compared on first-order gradients
+        if len(firsts) > 1:
+            comparisons.append(compare_devices(firsts))
     bar.close()
-    return Report(results, errors, options, time.perf_counter() - start)
+    return Report(results, errors, options, time.perf_counter() - start, unavailable, comparisons)

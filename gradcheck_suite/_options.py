@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 # The defaults come from _defaults, not the engine, so that `gradcheck --help` builds its
 # parser without importing torch; RunOptions is imported where options become one.
 from ._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, METHODS, MODES
+from ._dtypes import DTYPES
 from ._limits import DEFAULT_LIMITS, Limits
+from ._settings import DEFAULT_K, validate_k, validate_nondet_tol
 
 if TYPE_CHECKING:
     from ._engine import RunOptions
@@ -48,6 +50,28 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _k_factor(text: str) -> float:
+    try:
+        k = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = validate_k(k)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return k
+
+
+def _tolerance(text: str) -> float:
+    try:
+        tol = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = validate_nondet_tol(tol)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return tol
+
+
 def _order(text: str) -> int:
     if str(text).strip() not in ("1", "2"):
         raise argparse.ArgumentTypeError(f"order must be 1 or 2, not {text!r}")
@@ -75,22 +99,33 @@ def _seconds(text: str) -> float:
 
 @dataclass(frozen=True)
 class Option:
-    name: str  # RunOptions field and the option's long name (with '-' for '_')
+    name: str  # RunOptions field and, unless ``long`` says otherwise, the long name ('-' for '_')
     help: str
     default: Any
     type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
     action: str | None = None  # "append" (repeatable) or "store_true" (a switch)
     metavar: str | None = None
+    long: str | None = None  # the long name where it is not the field's
 
     @property
     def flag(self) -> str:
-        return self.name.replace("_", "-")
+        return self.long or self.name.replace("_", "-")
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("device", "where autograd and the numeric source run: cpu or cuda", "cpu"),
-    Option("dtype", "dtype of the manual and autograd sources", "float64", choices=("float64", "float32")),
+    Option(
+        "device",
+        "where the sources run: cpu, cuda, or a comma list (cpu,cuda) to check each case on each and compare them",
+        "cpu",
+    ),
+    Option(
+        "dtype",
+        "dtype of the manual and autograd sources (default: the case file's `dtype`, else float64);"
+        " bfloat16 and float16 are judged by the low-precision rule",
+        None,
+        choices=DTYPES,
+    ),
     Option("numeric", "finite-difference method; auto takes the most accurate that applies", "auto", choices=METHODS),
     Option(
         "samples",
@@ -139,6 +174,33 @@ OPTIONS: tuple[Option, ...] = (
         0.0,
         _seconds,
         metavar="SECONDS",
+    ),
+    Option(
+        "k",
+        "low precision: the manual source's error may be K times the reference's own error at the same dtype"
+        f" (default: the case file's `k`, else {DEFAULT_K:g})",
+        None,
+        _k_factor,
+        long="k-factor",
+    ),
+    Option(
+        "repeat",
+        "run the manual and autograd sources N times at each point and judge their run-to-run spread"
+        " (default: the case file's `repeat`, else 1)",
+        None,
+        _positive_int,
+    ),
+    Option(
+        "nondet_tol",
+        "with --repeat: the run-to-run spread allowed, absolute (default: the case file's `nondet_tol`, else 0)",
+        None,
+        _tolerance,
+    ),
+    Option(
+        "tf32",
+        "float32 on CUDA with TF32 matmuls and convolutions, judged by the low-precision rule",
+        False,
+        action="store_true",
     ),
     Option(
         "order",
@@ -271,4 +333,7 @@ def run_options(values: Mapping[str, Any], prefix: str = "") -> RunOptions:
     limits = Limits(**{o.name: get(o) for o in LIMIT_OPTIONS if o.name in limit_names})
     trust = {o.name: get(o) for o in TRUST_OPTIONS}
     trust["allow_callable"] = tuple(trust["allow_callable"])
-    return RunOptions(**{o.name: get(o) for o in OPTIONS}, **trust, limits=limits)
+    chosen = {o.name: get(o) for o in OPTIONS}
+    if chosen["dtype"] is None:  # no --dtype: each case's own `dtype`, else float64
+        chosen.update(dtype="float64", case_dtype=True)
+    return RunOptions(**chosen, **trust, limits=limits)

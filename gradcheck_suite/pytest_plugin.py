@@ -29,7 +29,6 @@ summary.md (the CLI's writers) when ``--gradcheck-report-dir`` is given.
 from __future__ import annotations
 
 import pickle
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,8 +39,9 @@ import torch
 
 from ._case import Case, load_case
 from ._check import CheckResult, GradientCheckFailed, check, check_module
+from ._devices import get_device
 from ._engine import CaseResult, Report, RunOptions, check_case
-from ._errors import CaseError, GradcheckError
+from ._errors import CaseError, GradcheckError, UsageError
 from ._options import add_pytest_options, run_options
 from ._report import json_report
 from ._report.files import prepare_dir
@@ -63,7 +63,6 @@ __all__ = [
     "pytest_terminal_summary",
 ]
 
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 _WORKER_KEY = "gradcheck_results"  # in xdist's workeroutput
 
 
@@ -72,7 +71,7 @@ class _State:
     roots: list[Path]
     base: RunOptions
     devices: tuple[str, ...]
-    dtypes: tuple[str, ...]
+    dtypes: tuple[str | None, ...]  # None: each case's own `dtype`, else float64
     report_dir: Path | None
     trust: Trust = field(default_factory=Trust)  # which callables case files may name (docs/trust.md)
     report_problem: str | None = None  # why the reports could not be written at session end
@@ -119,9 +118,11 @@ def pytest_configure(config: pytest.Config) -> None:
     explicit = [(here / p).resolve() for arg in config.option.gradcheck_paths for p in arg.split(",") if p.strip()]
     from_ini = [Path(p).resolve() for p in config.getini("gradcheck_paths")]
     devices = tuple(config.option.gradcheck_device)
-    bad = [d for d in devices if not _DEVICE.fullmatch(d)]
-    if bad:
-        raise pytest.UsageError(f"--gradcheck-device: unknown device {bad[0]!r} (use cpu, cuda or cuda:N)")
+    for d in devices:
+        try:
+            get_device(d)
+        except UsageError as exc:
+            raise pytest.UsageError(f"--gradcheck-device: {exc}") from None
     dtypes = tuple(config.option.gradcheck_dtype)
     values = {**vars(config.option), "gradcheck_device": devices[0], "gradcheck_dtype": dtypes[0]}
     report_dir = (here / config.option.gradcheck_report_dir) if config.option.gradcheck_report_dir else None
@@ -185,8 +186,9 @@ class CaseFile(pytest.File):
             state.errors.append(exc)
             raise self.CollectError(f"gradcheck: {exc}") from None
         for device in state.devices:
-            for dtype in state.dtypes:
-                options = replace(state.base, device=device, dtype=dtype)
+            for asked in state.dtypes:
+                dtype = asked or case.settings.dtype or "float64"
+                options = replace(state.base, device=device, dtype=dtype, case_dtype=False)
                 yield CaseItem.from_parent(self, name=f"{case.name}[{device}-{dtype}]", case=case, options=options)
                 for kind in _kinds(case, options):
                     name = f"{case.name}[{device}-{dtype}-{kind}]"
@@ -212,14 +214,8 @@ def _skip(reason: str) -> NoReturn:
 
 
 def _cuda_missing(device: str) -> str | None:
-    if not device.startswith("cuda"):
-        return None
-    if not torch.cuda.is_available():
-        return f"no CUDA device is available (torch {torch.__version__})"
-    index = int(device.split(":")[1]) if ":" in device else 0
-    if index >= torch.cuda.device_count():
-        return f"{device}: only {torch.cuda.device_count()} CUDA device(s)"
-    return None
+    """Why ``device`` cannot run here (no GPU), or None: its items are skipped with it."""
+    return get_device(device).missing()
 
 
 class CaseItem(pytest.Item):
@@ -298,7 +294,11 @@ def gradcheck(request: pytest.FixtureRequest) -> Callable[..., CheckResult]:
         "directions": state.base.directions,
         "order": state.base.order,
         "checks": state.base.checks,
+        "tf32": state.base.tf32,
     }
+    for key in ("k", "repeat", "nondet_tol"):  # unset: check()'s own defaults
+        if getattr(state.base, key) is not None:
+            defaults[key] = getattr(state.base, key)
 
     def run(fn: Any, inputs: Any, **kwargs: Any) -> CheckResult:
         options = {**defaults, **kwargs}

@@ -8,6 +8,7 @@ each right version passes) and by benchmarks/torch_parity.py (the same suite thr
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,6 +274,42 @@ def mlp_with_bug() -> nn.Module:
     return mlp(LinearFunctionMeanWeight)
 
 
+# -- nondeterminism: a race in the backward beyond the declared tolerance ---------------------
+
+_ROWS, _IDX = 4, torch.arange(48) % 4  # 48 upstream rows gathered from a table of 4
+# The order the "threads" arrive in: Python's generator, not torch's, which vmap refuses (the
+# batched check runs these backwards under vmap, as torch's check_batched_grad does).
+_ARRIVAL = random.Random(0)
+
+
+def _gather(table: torch.Tensor) -> torch.Tensor:
+    return table[_IDX]
+
+
+class AtomicGather(torch.autograd.Function):
+    """table[idx], whose backward adds the upstream rows in a new order on every call, as a CUDA
+    kernel's atomics do: the float64 sums differ run to run in their last bits only."""
+
+    @staticmethod
+    def forward(ctx: Ctx, table: torch.Tensor) -> torch.Tensor:
+        return table[_IDX]
+
+    @staticmethod
+    def backward(ctx: Ctx, g: torch.Tensor) -> torch.Tensor:
+        order = torch.tensor(_ARRIVAL.sample(range(len(_IDX)), len(_IDX)))
+        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype).index_add(0, _IDX[order], g[order])
+
+
+class RacyGather(AtomicGather):
+    """A race: one upstream row, a different one each call, is lost."""
+
+    @staticmethod
+    def backward(ctx: Ctx, g: torch.Tensor) -> torch.Tensor:
+        keep = torch.ones(len(_IDX), dtype=torch.bool)
+        keep[_ARRIVAL.randrange(len(_IDX))] = False
+        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype).index_add(0, _IDX[keep], g[keep])
+
+
 # -- the suite ---------------------------------------------------------------------------------
 
 
@@ -295,6 +332,7 @@ class Planted:
     torch_flags: dict[str, bool] = field(default_factory=dict)
     module: bool = False
     also_first_order: bool = False  # the first-order check fails as well
+    options: dict[str, Any] = field(default_factory=dict)  # check()'s, e.g. repeat and nondet_tol
 
 
 BUGS: list[Planted] = [
@@ -355,6 +393,16 @@ BUGS: list[Planted] = [
         "order1",
         {},
         module=True,
+    ),
+    Planted(
+        "nondeterministic",
+        RacyGather,
+        AtomicGather,
+        {"table": _x(_ROWS, 3, seed=10)},
+        _gather,
+        "order1",
+        {"nondet_tol": 1e-12},
+        options={"repeat": 3, "nondet_tol": 1e-12},
     ),
 ]
 

@@ -271,7 +271,7 @@ def _write(path: Path, data: Any) -> Path:
         ("{ not json", "is not a baseline: not JSON"),
         ({"cases": []}, 'is not a baseline: not a gradcheck-suite report (no "schema"'),
         ("<?xml version='1.0'?><testsuites/>", "is not a baseline: not JSON"),
-        ({"schema": "gradcheck-suite/report", "version": 99, "cases": []}, "reads version 3"),
+        ({"schema": "gradcheck-suite/report", "version": 99, "cases": []}, "reads version 4"),
         ({"schema": "gradcheck-suite/report", "version": 1, "cases": [{"case": "c"}]}, "cases[0] lacks"),
     ],
 )

@@ -186,7 +186,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(CaseError, match="upstream gradient has shape"):
         check(lambda x: x * 2, {"x": [1.0, 2.0]}, upstream=[1.0, 2.0, 3.0])
     with pytest.raises(UsageError, match="dtype"):
-        check(lambda x: x, {"x": 1.0}, dtype="float16")
+        check(lambda x: x, {"x": 1.0}, dtype="int32")  # float16 and bfloat16 are checked since issue 12
     with pytest.raises(CaseError, match="not an identifier"):
         check(lambda x: x, {"a b": 1.0})
     with pytest.raises(CaseError, match="NaN"):

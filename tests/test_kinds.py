@@ -216,3 +216,28 @@ def test_backward2_errors_are_located(tmp_path: Path, text: str, message: str) -
     with pytest.raises(Exception, match=message) as info:
         load_case(path)
     assert str(info.value).startswith(str(path))
+
+
+class _MisshapenBackward(torch.autograd.Function):
+    """x * 2 whose backward returns a gradient of the wrong shape (2 rows for 4)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x * 2
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.zeros(2, g.shape[1], dtype=g.dtype)
+
+
+def test_a_gradient_of_the_wrong_shape_fails_that_source_in_every_kind() -> None:
+    """Before: dtypes and noncontiguous ended in 'internal error while checking: ValueError:
+    operands could not be broadcast together' and no kind ran."""
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    r = check(_MisshapenBackward, {"x": x}, reference=lambda x: x * 2, checks="all")
+    assert {k.kind: (k.verdict, k.odd_one_out) for k in r.kinds} == {k.kind: ("fail", "manual") for k in r.kinds} and {
+        "dtypes",
+        "noncontiguous",
+    } <= {k.kind for k in r.kinds}
+    for kind in ("dtypes", "noncontiguous"):
+        assert "manual returned a gradient of shape (2, 3) for `x`, expected (4, 3)" in r.kind_result(kind).reason

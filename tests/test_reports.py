@@ -147,7 +147,7 @@ def test_report_json_validates_against_the_shipped_schema(mixed_run: Path) -> No
 
 def test_report_json_content(mixed_run: Path, mixed_cases: Path) -> None:
     data = json.loads((mixed_run / "report.json").read_text())
-    assert (data["schema"], data["version"]) == ("gradcheck-suite/report", 3)
+    assert (data["schema"], data["version"]) == ("gradcheck-suite/report", 4)
     env = data["environment"]
     assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__
     assert env["device"] == "cpu" and env["device_name"]

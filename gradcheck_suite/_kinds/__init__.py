@@ -89,8 +89,27 @@ def applicable(case: Case, kind: str, options: RunOptions | None = None) -> str 
     return applies(TorchCase(case, options.dtype, options.device))
 
 
+def _flag_misshapen(outcome: Outcome) -> None:
+    """A source whose gradient has another shape than the rest is that source's failure, named
+    as such, not a broadcasting error inside the comparison. The shape to expect is the
+    numeric source's (built from the inputs' shapes), else autograd's."""
+    by = {g.source: g for g in outcome.sources}
+    for label in outcome.labels:
+        trusted = next((by[s] for s in ("numeric", "autograd") if s in by and label in by[s].values), None)
+        if trusted is None:
+            continue
+        want = np.shape(trusted.values[label])
+        for g in outcome.sources:
+            got = np.shape(g.values.get(label, np.empty(want)))
+            if got != want:
+                why = f"returned a gradient of shape {got} for `{label}`, expected {want}"
+                outcome.flags.setdefault(label, (g.source, why))
+                g.values[label] = np.full(want, np.nan)
+
+
 def _judge(ctx: Context, kind: str, outcome: Outcome, seconds: float) -> CaseResult:
     o = ctx.options
+    _flag_misshapen(outcome)
     scale = gradient_scale(outcome.sources)
     inputs = [judge_input(label, outcome.sources, o.dtype, scale) for label in outcome.labels]
     for i in inputs:

@@ -71,38 +71,33 @@ def numeric_jvps(
     return g
 
 
-def _jvps(
-    ctx: Context, dirs: Sequence[Direction], shapes: Mapping[str, tuple[int, ...]], notes: list[str]
-) -> Gradients:
-    start = time.perf_counter()
-    case = ctx.case
-    tc = TorchCase(case, "float64", ctx.options.device)
-    names = tc.names
-    kinks = not case.forward.analytic
+def richardson_steps(kinks: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """The base step t, its multipliers, and the signed steps (+t*m, then -t*m) of a ladder."""
     mults = np.array(step_multipliers("richardson", kinks))
     t = float(pow2(np.array(base_step("richardson"))))
-    steps = np.concatenate([t * mults, -t * mults])
-    base = {n: tc.be.asarray(np.asarray(ctx.point[n])) for n in names}
+    return t, mults, np.concatenate([t * mults, -t * mults])
 
-    def one(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outs = tc.outputs(case.forward, dict(zip(names, xs, strict=True)))
-        return (torch.cat([o.reshape(-1) for o in outs]),)
 
-    # rows: the center, then every direction's steps
-    rows = {n: [base[n]] for n in names}
+def stepped_rows(
+    tc: TorchCase, point: Mapping[str, np.ndarray], dirs: Sequence[Direction], steps: np.ndarray
+) -> list[torch.Tensor]:
+    """Per input, the batch of points to evaluate: the center, then every direction's steps."""
+    base = {n: tc.be.asarray(np.asarray(point[n])) for n in tc.names}
+    rows = {n: [base[n]] for n in tc.names}
     for d in dirs:
-        for s in steps:
-            for n in names:
-                rows[n].append(base[n] + float(s * d.factor) * tc.be.asarray(d.v[n]))
-    batch = [torch.stack(rows[n]) for n in names]
-    in_dims = tuple(0 for _ in names)
-    f = vmap_or_loop(one, in_dims, _fallback(ctx)) if case.forward.vmap else looped(one, in_dims)
-    with torch.no_grad(), collect_notes() as said:
-        (F,) = f(*batch)
-    notes += said
-    F = F.detach().cpu().numpy()
-    center, F = F[0], F[1:].reshape(len(dirs), len(steps), -1)
-    scale = 16 * (np.abs(center) + eps_scale({"f": center}))
+        for st in steps:
+            for n in tc.names:
+                rows[n].append(base[n] + float(st * d.factor) * tc.be.asarray(d.v[n]))
+    return [torch.stack(rows[n]) for n in tc.names]
+
+
+def richardson_along(
+    evaluated: np.ndarray, dirs: Sequence[Direction], t: float, mults: np.ndarray, kinks: bool
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Directional derivatives (values, errors, kink flags per direction) from the flat values
+    at the rows :func:`stepped_rows` made."""
+    center, F = evaluated[0], evaluated[1:].reshape(len(dirs), 2 * len(mults), -1)
+    scale = 16 * (np.abs(center) + eps_scale({"center": center}))
     q = len(mults)
     values, errors, kinked = [], [], []
     for k, d in enumerate(dirs):
@@ -114,6 +109,30 @@ def _jvps(
         values.append(dd / d.factor)
         errors.append(err / d.factor)
         kinked.append(kink)
+    return values, errors, kinked
+
+
+def _jvps(
+    ctx: Context, dirs: Sequence[Direction], shapes: Mapping[str, tuple[int, ...]], notes: list[str]
+) -> Gradients:
+    start = time.perf_counter()
+    case = ctx.case
+    tc = TorchCase(case, "float64", ctx.options.device)
+    names = tc.names
+    kinks = not case.forward.analytic
+    t, mults, steps = richardson_steps(kinks)
+
+    def one(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = tc.outputs(case.forward, dict(zip(names, xs, strict=True)))
+        return (torch.cat([o.reshape(-1) for o in outs]),)
+
+    batch = stepped_rows(tc, ctx.point, dirs, steps)
+    in_dims = tuple(0 for _ in names)
+    f = vmap_or_loop(one, in_dims, _fallback(ctx)) if case.forward.vmap else looped(one, in_dims)
+    with torch.no_grad(), collect_notes() as said:
+        (F,) = f(*batch)
+    notes += said
+    values, errors, kinked = richardson_along(F.detach().cpu().numpy(), dirs, t, mults, kinks)
 
     def split(rows_: list[np.ndarray]) -> dict[str, np.ndarray]:
         out, at = {}, 0

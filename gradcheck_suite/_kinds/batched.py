@@ -131,13 +131,14 @@ def _manual(ctx: Context, ups: list[list[np.ndarray]], outcome: Outcome) -> Grad
     )
 
 
-def _autograd(ctx: Context, ups: list[list[np.ndarray]]) -> Gradients | None:
+def autograd_with_upstreams(ctx: Context, upstreams: list[list[np.ndarray]], method: str) -> Gradients | None:
+    """Autograd's gradients for each row of upstream gradients, one backward per row."""
     if ctx.case.autograd_forward is None:
         return None
     start = time.perf_counter()
     tc = TorchCase(ctx.case, ctx.options.dtype, ctx.options.device)
     per = []
-    for u in ups:
+    for u in upstreams:
         env = tc.tensors(ctx.point)
         grads = tc.autograd_gradient(env, [tc.be.asarray(x) for x in u])
         per.append({n: to_numpy(g) for n, g in zip(env, grads, strict=True)})
@@ -146,7 +147,7 @@ def _autograd(ctx: Context, ups: list[list[np.ndarray]]) -> Gradients | None:
         stack(per),
         ctx.options.dtype,
         ctx.options.device,
-        method="one upstream at a time",
+        method=method,
         seconds=time.perf_counter() - start,
     )
 
@@ -155,7 +156,7 @@ def run(ctx: Context) -> Outcome:
     ups = _draw(ctx, output_shapes(ctx))
     outcome = Outcome([], list(ctx.case.inputs), check=f"batched x{len(ups)}")
     outcome.sources.append(_manual(ctx, ups, outcome))
-    g = _autograd(ctx, ups)
+    g = autograd_with_upstreams(ctx, ups, "one upstream at a time")
     if g is not None:
         outcome.sources.append(g)
     outcome.sources.append(numeric_with_upstreams(ctx, ups, outcome))

@@ -30,9 +30,8 @@ from .._backends import NumpyBackend
 from .._case_callables import bind_constants
 from .._sources import Gradients
 from .._sources.manual import run_programs
-from .._sources.numeric.differences import extrapolate
-from .._sources.numeric.steps import base_step, pow2, step_multipliers
-from ._base import Context, Direction, Outcome, directions, eps_scale, failed, stack
+from ._base import Context, Direction, Outcome, directions, failed, stack
+from ._jacobian import richardson_along, richardson_steps, stepped_rows
 from ._torch import TorchCase, Unavailable, defines_jvp, first_line, missing_jvp, to_numpy
 
 __all__ = ["FORWARD_OVER_REVERSE", "ORDER2", "applies", "applies_forward_over_reverse", "run"]
@@ -157,30 +156,9 @@ def _numeric(ctx: Context, dirs: Sequence[Direction], notes: list[str]) -> Gradi
     use_autograd = ctx.case.autograd_forward is not None
     shapes = [np.shape(ctx.point[n]) for n in names]
     kinks = not ctx.case.forward.analytic
-    mults = np.array(step_multipliers("richardson", kinks))
-    t = float(pow2(np.array(base_step("richardson"))))
-    steps = np.concatenate([t * mults, -t * mults])
-    base = {n: tc.be.asarray(np.asarray(ctx.point[n])) for n in names}
-    rows = {n: [base[n]] for n in names}  # the center, then every direction's steps
-    for d in dirs:
-        for st in steps:
-            for n in names:
-                rows[n].append(base[n] + float(st * d.factor) * tc.be.asarray(d.v[n]))
-    batch = [torch.stack(rows[n]) for n in names]
-    G = _gradients(tc, use_autograd, batch, notes)
-    center, G = G[0], G[1:].reshape(len(dirs), len(steps), -1)
-    scale = 16 * (np.abs(center) + eps_scale({"g": center}))
-    q = len(mults)
-    values, errors, kinked = [], [], []
-    for k, d in enumerate(dirs):
-        fp, fm = G[k, :q].T, G[k, q:].T
-        plus = np.broadcast_to(t * mults, fp.shape)
-        dd, err, kink = extrapolate(
-            fp, fm, plus, plus, "richardson", scale[:, None], center[:, None] if kinks else None
-        )
-        values.append(dd / d.factor)
-        errors.append(err / d.factor)
-        kinked.append(kink)
+    t, mults, steps = richardson_steps(kinks)
+    G = _gradients(tc, use_autograd, stepped_rows(tc, ctx.point, dirs, steps), notes)
+    values, errors, kinked = richardson_along(G, dirs, t, mults, kinks)
 
     def split(parts: list[np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

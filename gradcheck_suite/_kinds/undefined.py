@@ -25,7 +25,7 @@ from .._sources import Gradients
 from ._base import Context, Outcome, failed, stack
 from ._jacobian import output_shapes
 from ._torch import TorchCase, first_line, to_numpy
-from .batched import numeric_with_upstreams
+from .batched import autograd_with_upstreams, numeric_with_upstreams
 
 __all__ = ["UNDEFINED", "applies", "run"]
 
@@ -90,26 +90,6 @@ def _manual(ctx: Context, variants: list[set[int]], ups: list[np.ndarray], outco
     )
 
 
-def _autograd(ctx: Context, rows: list[list[np.ndarray]]) -> Gradients | None:
-    if ctx.case.autograd_forward is None:
-        return None
-    tc = TorchCase(ctx.case, ctx.options.dtype, ctx.options.device)
-    start = time.perf_counter()
-    per = []
-    for ups in rows:
-        env = tc.tensors(ctx.point)
-        grads = tc.autograd_gradient(env, [tc.be.asarray(u) for u in ups])
-        per.append({n: to_numpy(g) for n, g in zip(env, grads, strict=True)})
-    return Gradients(
-        "autograd",
-        stack(per),
-        ctx.options.dtype,
-        ctx.options.device,
-        method="zero upstream gradient for the undefined output",
-        seconds=time.perf_counter() - start,
-    )
-
-
 def run(ctx: Context) -> Outcome:
     shapes = output_shapes(ctx)
     case = ctx.case
@@ -123,7 +103,7 @@ def run(ctx: Context) -> Outcome:
     outcome = Outcome([], list(case.inputs), check=f"undefined x{len(variants)}")
     outcome.notes.append(f"rows: the gradient of {names} undefined, in turn")
     outcome.sources.append(_manual(ctx, variants, ups, outcome))
-    g = _autograd(ctx, rows)
+    g = autograd_with_upstreams(ctx, rows, "zero upstream gradient for the undefined output")
     if g is not None:
         outcome.sources.append(g)
     outcome.sources.append(numeric_with_upstreams(ctx, rows, outcome))

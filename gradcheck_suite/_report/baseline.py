@@ -25,6 +25,7 @@ import numpy as np
 
 from .._compare import ROUNDING
 from .._defaults import DEFAULT_MAX_GROWTH
+from .._dtypes import DTYPES, unit_roundoff
 from .._engine import name_matches
 from .._errors import UsageError
 from .._limits import DEFAULT_LIMITS, FileRefused, read_text
@@ -231,13 +232,15 @@ def scope(
     reported as missing).
 
     A run of one file or one -k pattern must not report every other case as missing.
+    ``device`` and ``dtype`` may be comma lists (``--device cpu,cuda``; the dtypes that ran).
     """
     roots = [Path(p).resolve() for p in paths]
+    devices, dtypes = set(device.split(",")), set(dtype.split(","))
     made = None if kinds is None else set(kinds)
     ran = set(names)
 
     def covered(entry: dict[str, Any]) -> bool:
-        if entry.get("device") != device or entry.get("dtype") != dtype:
+        if entry.get("device") not in devices or entry.get("dtype") not in dtypes:
             return False
         if made is not None and entry.get("kind", FIRST_ORDER) not in made:
             return False
@@ -271,10 +274,9 @@ def matches_nothing(baseline: dict[str, Any], file: str, current: dict[str, Any]
 
 def growth_floor(dtype: str, scale: float, numeric_error: float | None) -> float:
     """The difference below which a change is rounding or finite-difference noise."""
-    try:
-        eps = float(np.finfo(np.dtype(dtype)).eps)
-    except TypeError:
-        eps = float(np.finfo(np.float64).eps)
+    # bfloat16 too (numpy has none: its eps would otherwise fall back to float64's, and a
+    # bfloat16 run's rounding on another CPU would read as growth)
+    eps = 2 * unit_roundoff(dtype) if dtype in DTYPES else float(np.finfo(np.float64).eps)
     floor = ROUNDING * eps * (scale if math.isfinite(scale) else 0.0)
     if numeric_error is not None and math.isfinite(numeric_error):
         floor = max(floor, numeric_error)

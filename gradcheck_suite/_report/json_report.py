@@ -1,6 +1,6 @@
 """report.json: a run as data, in a versioned schema (``report.schema.json`` in the package).
 
-Version 3. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
+Version 4. Top level: ``schema`` (always ``"gradcheck-suite/report"``), ``version``, ``created``
 (UTC, ISO 8601), ``environment``, ``options``, ``timings``, ``summary`` (counts per verdict),
 ``cases``, ``errors`` and ``baseline`` (null, or the comparison ``--baseline`` made).
 Each case: ``case``, ``file``, ``device``, ``dtype``, ``verdict``, ``odd_one_out``, ``reason``,
@@ -27,6 +27,14 @@ Version 3 (issue 14) added ``diagnostics``, on a failing case only: ``blame`` (t
 backward program that makes its gradients wrong, with each ``d<name>``'s comparison as
 ``intermediates``, or null), ``blame_note`` (why there is none) and ``hints``
 (docs/diagnostics.md). A version 2 report is a version 3 report without diagnostics.
+
+Version 4 (issue 12): ``dtype`` may be ``bfloat16`` or ``float16``; each case has ``settings``
+(dtype, k, repeat, nondet_tol, tf32 as resolved) and each input ``low_precision`` (null, or
+the manual source's and the reference's errors side by side); a pair may be a source with
+itself (``manual-manual``: its run-to-run spread under ``--repeat``); ``options.device`` may be a
+comma list, with ``devices`` (each case's gradients compared across devices) and
+``unavailable_devices`` (device -> why) at the top level (required, so a version 3 report
+does not validate as version 4).
 """
 
 from __future__ import annotations
@@ -46,8 +54,10 @@ import torch
 
 from .. import __version__
 from .._compare import InputResult, gradient_scale
+from .._device_compare import DeviceComparison
 from .._engine import CaseResult, Report
 from .._errors import CaseError
+from .._lowprecision import LowPrecisionErrors
 
 __all__ = [
     "FIRST_ORDER",
@@ -63,7 +73,7 @@ __all__ = [
 ]
 
 SCHEMA_ID = "gradcheck-suite/report"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FIRST_ORDER = "order1"
 
 Number = float | str
@@ -116,6 +126,8 @@ def _cpu_name() -> str:
 
 
 def _device_name(device: str) -> str:
+    if "," in device:  # --device cpu,cuda
+        return "; ".join(f"{d}: {_device_name(d)}" for d in device.split(","))
     if device.startswith("cuda") and torch.cuda.is_available():
         return str(torch.cuda.get_device_name(torch.device(device)))
     return _cpu_name()
@@ -195,6 +207,63 @@ def _input(i: InputResult) -> dict[str, Any]:
         "worst": worst,
         "referee": _referee(i),
         "overflow": dict(i.overflow),
+        "low_precision": _low_precision(i),
+    }
+
+
+def _low_precision(i: InputResult) -> dict[str, Any] | None:
+    e: LowPrecisionErrors | None = getattr(i, "low_precision", None)
+    if e is None:
+        return None
+
+    def opt(x: float | None) -> Number | None:
+        return None if x is None else number(x)
+
+    return {
+        "dtype": e.dtype,
+        "k": e.k,
+        "unit_roundoff": e.unit_roundoff,
+        "manual": opt(e.manual),
+        "reference": number(e.reference),
+        "manual_norm": opt(e.manual_norm),
+        "reference_norm": number(e.reference_norm),
+        "element_ratio": opt(e.element_ratio),
+        "norm_ratio": opt(e.norm_ratio),
+        "manual_float64": opt(e.manual_float64),
+        "reference_runs": e.reference_runs,
+        "undecided": e.undecided,
+    }
+
+
+def _settings(r: CaseResult) -> dict[str, Any] | None:
+    s = r.settings
+    if s is None:
+        return None
+    return {"dtype": s.dtype, "k": s.k, "repeat": s.repeat, "nondet_tol": s.nondet_tol, "tf32": s.tf32}
+
+
+def _devices(d: DeviceComparison) -> dict[str, Any]:
+    return {
+        "case": d.case,
+        "dtype": d.dtype,
+        "devices": list(d.devices),
+        "verdict": d.verdict,
+        "odd_device": d.odd_device,
+        "rows": [
+            {
+                "input": row.input,
+                "source": row.source,
+                "device": row.device,
+                "against": row.against,
+                "max_abs": number(row.max_abs),
+                "max_rel": number(row.max_rel),
+                "ratio": number(row.ratio),
+                "status": row.status,
+                "odd_device": row.odd_device,
+                "note": row.note,
+            }
+            for row in d.rows
+        ],
     }
 
 
@@ -240,6 +309,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "kind": r.kind or FIRST_ORDER,
         "check": r.check_label,
         "notes": list(r.notes),
+        "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
         **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
         **({"budget": r.budget.to_dict()} if r.budget is not None else {}),
@@ -308,6 +378,10 @@ def to_dict(
             "directions": o.directions,
             "order": o.order,
             "checks": list(o.checks),
+            "k": o.k,
+            "repeat": o.repeat,
+            "nondet_tol": o.nondet_tol,
+            "tf32": o.tf32,
         },
         "timings": {
             "total_seconds": report.seconds,
@@ -316,6 +390,8 @@ def to_dict(
         "summary": _summary(report),
         "cases": [_case(r) for r in report.results],
         "errors": [_error(e) for e in report.errors],
+        "devices": [_devices(d) for d in report.devices],
+        "unavailable_devices": dict(report.unavailable),
         "baseline": baseline,
     }
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backends import NumpyBackend
 from .._case import Case
 from .._console import Paint
+from .._dtypes import to_float64
 from .._engine import CaseResult
-from .._sources.manual import upstream_gradients
+from .._sources.manual import manual_backend, upstream_gradients
 from .._text import printable
 from .calls import backward_call, forward_call
 from .layout import wrap
@@ -24,16 +24,21 @@ VALUE_INDENT = " " * 8
 
 def show_value(v: object, dtype: str = "float64") -> str:
     """One line: a scalar whole, an array as its shape and a summary of its elements."""
-    a = np.asarray(v)
+    a = _array(v)
     if a.ndim == 0:
         return format_value(a, str(a.dtype) if a.dtype == np.float32 else "float64")
     with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
         return f"shape {list(a.shape)} " + " ".join(str(a).split())
 
 
+def _array(v: object) -> np.ndarray:
+    # a torch value (bfloat16, float16, another device: the manual source's run there) as float64
+    return np.asarray(v) if isinstance(v, (np.ndarray, np.generic, int, float)) else to_float64(v)
+
+
 def _value_lines(v: object, width: int) -> list[str]:
     """A value too long for its statement's line, on lines of its own below it."""
-    a = np.asarray(v)
+    a = _array(v)
     if a.ndim == 0:
         return [f"{VALUE_INDENT}# {show_value(a)}"]
     body = np.array2string(
@@ -63,7 +68,9 @@ def render_show(
     # a case file's text, made inert: no line of it may read as a terminal or CI command
     head = f"{paint(printable(case.name), 'bold')}: {printable(case.description)}  ({printable(case.file)})"
     out = wrap(head, width, "    ", first="")
-    be = NumpyBackend(dtype)
+    # as the manual source runs: numpy on the CPU in float64/float32, else torch (issue 12)
+    programs = case.backward is not None and case.backward.program is not None
+    be = manual_backend(dtype, result.device, programs)
     env = {k: be.asarray(v) for k, v in case.inputs.items()}
     for k, v in env.items():
         out += _labelled(f"  input  {k} =", v, width)

@@ -9,6 +9,7 @@ import numpy as np
 from .._compare import InputResult
 from .._console import Paint
 from .._engine import CaseResult, Report
+from .kernels import render_devices, render_low_precision, spread_notes
 from .layout import fits, simple_table, stacked, wrap
 
 __all__ = [
@@ -88,15 +89,17 @@ _HEADERS = ["case", "input", "manual", "autograd", "numeric", "check", "max rel 
 def _rows(report: Report, compact: bool) -> list[list[str]]:
     rows = []
     value = _abbreviate if compact else format_value
+    several = len({r.device for r in report.results}) > 1  # --device cpu,cuda: say which ran
     for r in report.results:
         dtypes = {s: g.dtype for s, g in r.sources.items()}
+        label = r.case.name + (f" [{r.kind}]" if r.kind else "") + (f" ({r.device})" if several else "")
         for n, i in enumerate(r.inputs):
             numeric = _numeric_text(r, i)
             if compact and numeric == format_value(i.grads.get("numeric")):
                 numeric = _abbreviate(i.grads.get("numeric"))
             rows.append(
                 [
-                    (r.case.name + (f" [{r.kind}]" if r.kind else "")) if n == 0 else "",
+                    label if n == 0 else "",
                     i.name,
                     value(i.grads.get("manual"), dtypes.get("manual", "float64")),
                     value(i.grads.get("autograd"), dtypes.get("autograd", "float64")),
@@ -184,6 +187,8 @@ def render_table(report: Report, width: int | None = None, paint: Paint | None =
     for r in report.results:
         for note in case_notes(r):
             lines += wrap(f"{r.case.name}: {note}", width, indent="    ", first="")
+    # issue 12: low-precision errors side by side, devices against each other
+    lines += [t for t in (render_low_precision(report.results), render_devices(report)) if t]
     return "\n".join(lines)
 
 
@@ -227,10 +232,11 @@ def case_notes(r: CaseResult) -> list[str]:
         )
     if "manual" not in r.sources and not r.kind:  # a kind's own notes say why a source is missing
         notes.append("no backward program: checked two ways (autograd, numeric)")
+    notes += spread_notes(r)
     for i in r.inputs:
         for src, rel in i.precision.items():
             # worth a note once half the dtype's digits are gone (1.5e-8 in float64, 3.5e-4 in float32)
-            if rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
+            if r.dtype in ("float64", "float32") and rel > float(np.sqrt(np.finfo(np.dtype(r.dtype)).eps)):
                 notes.append(f"{src} loses precision on {i.name}: rounding error up to {rel:.1e} relative in {r.dtype}")
         for src, count in i.overflow.items():
             notes.append(
@@ -331,6 +337,9 @@ def render_summary(report: Report, paint: Paint | None = None) -> str:
     o = report.options
     # what ran, which the pytest plugin's lists of devices and dtypes make more than one each
     devices = ",".join(dict.fromkeys(r.device for r in report.results)) or o.device
+    devices += "".join(f"; {d} unavailable" for d in report.unavailable)
+    if report.devices:  # --device cpu,cuda: the cases whose gradients differ between devices
+        devices += f"; {sum(d.verdict == 'fail' for d in report.devices)} differ across devices"
     dtypes = ",".join(dict.fromkeys(r.dtype for r in report.results)) or o.dtype
     return summary_text(
         report.counts(), report.point_counts(), report.seconds, devices, dtypes, o.numeric, o.mode, paint

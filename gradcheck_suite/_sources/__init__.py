@@ -60,3 +60,12 @@ class Gradients:
     mode: str = "full"
     checked: dict[str, np.ndarray] | None = None
     projections: dict[str, Projection] | None = None
+    # --repeat: the largest difference between any run and the first, per element, and how
+    # many runs; a source that reproduces itself exactly has a spread of zeros. ``allowance``
+    # is what its comparisons then allow it besides rounding (gradcheck_suite._nondeterminism)
+    spread: dict[str, np.ndarray] | None = None
+    runs: int = 1
+    allowance: dict[str, np.ndarray] | None = None
+    # low precision (autograd only): its worst error in the dtype per input, over the point and
+    # jittered copies of it (gradcheck_suite._lowprecision.measure_reference)
+    dtype_error: dict[str, tuple[float, float, int]] | None = None  # (rho, norm error, runs)

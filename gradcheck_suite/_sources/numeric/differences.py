@@ -74,6 +74,9 @@ class Estimate:
     kink: np.ndarray
     descend: np.ndarray
     decided: np.ndarray  # a window of the ladder fits its model
+    # the slope gap |G| of the last window whose kink test failed (0 where none did): the
+    # jump in slope a kink there would have
+    jump: np.ndarray | None = None
 
 
 def ladder_offsets(h: np.ndarray, rungs: int) -> np.ndarray:
@@ -105,6 +108,7 @@ def analyse_ladder(
         return _central(D, N, fp, fm, plus, f0, noise, scale)
     kink_everywhere = np.ones(rows, dtype=bool) if f0 is not None else np.zeros(rows, dtype=bool)
     last_smooth = np.ones(rows, dtype=bool)
+    jump = np.zeros(rows)
     windows: list[tuple[np.ndarray, np.ndarray]] = []
     for w in range(rungs - 2):
         value, error = _window(D[:, w : w + 3], N[:, w : w + 3])
@@ -113,6 +117,7 @@ def analyse_ladder(
             error = np.where(smooth, error + residual, np.inf)  # a kink too small to matter still moves it
             kink_everywhere &= ~smooth
             last_smooth = smooth
+            jump = np.where(smooth, jump, _gap(fp[:, w : w + 3], fm[:, w : w + 3], plus[:, w : w + 3], f0))
         windows.append((value, error))
     # A window can fit its model by chance far from the asymptotic range (steps far above the
     # function's own scale); two consecutive windows that each fit and agree within their
@@ -135,7 +140,7 @@ def analyse_ladder(
     descend = ~decided & ~floor_reached
     kink = kink_everywhere & ~decided & ~last_smooth
     error = np.where(np.isfinite(value), error, np.inf)
-    return Estimate(value, error, kink, descend, decided)
+    return Estimate(value, error, kink, descend, decided, jump)
 
 
 def _window(D: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +190,12 @@ def _smooth(
     clean = residual <= _KINK_RESIDUAL * largest
     negligible = residual <= np.maximum(rounding, _KINK_FLOOR * scale)
     return clean | negligible, np.where(clean, 0.0, residual)
+
+
+def _gap(fp: np.ndarray, fm: np.ndarray, plus: np.ndarray, f0: np.ndarray) -> np.ndarray:
+    """The largest slope gap |G(s)| of a window: a kink at the point keeps it at the jump in
+    slope at every step."""
+    return np.max(np.abs((fp + fm - 2 * f0[:, None]) / plus), axis=1)
 
 
 def _central(
@@ -287,6 +298,7 @@ def _ladders(
     est = analyse_ladder(fp, fm, plus, minus, f0k, noise, scale, method)
     if method == "central":
         return est
+    jump = est.jump if est.jump is not None else np.zeros(len(h0))
     noise = noise.copy()
     remeasured = np.zeros(len(h0), dtype=bool)
     for _ in range(MAX_EXTENSIONS):
@@ -312,10 +324,22 @@ def _ladders(
         est.value[todo] = np.where(take, sub.value, est.value[todo])
         est.error[todo] = np.where(take, sub.error, est.error[todo])
         est.decided[todo] = sub.decided
-        est.kink[todo] = sub.kink
+        est.kink[todo] = sub.kink | (est.kink[todo] & ~_clears(sub, jump[todo]))
+        assert sub.jump is not None
+        jump[todo] = np.where(sub.kink, sub.jump, jump[todo])
         est.descend[todo] = sub.descend
     est.descend[:] = False
     return est
+
+
+def _clears(below: Estimate, jump: np.ndarray) -> np.ndarray:
+    """Whether a ladder below shows a kink seen above gone: its windows fit a smooth model
+    with an error under half the slope's jump there (either one-sided slope is that far from
+    their mean). One that fits no model, or fits one only within its rounding (the kink test
+    charges 340 noise / s, which grows as the steps shrink while the slope gap of a kink at the
+    point keeps its size: at an exact tie of max(a, b) the lowest ladders pass the test by noise
+    alone), has not shown the function smooth there."""
+    return below.decided & (below.error < jump / 2)
 
 
 def _row_noise(evaluate: Evaluate, rows: np.ndarray, h0: np.ndarray, f0: np.ndarray) -> np.ndarray:
