@@ -3,7 +3,7 @@
 Ours: check_case with --mode full (manual, autograd and the complex-step numeric gradient of
 all 8,192 input elements, judged element by element). Anchor: torch.autograd.gradcheck in its
 slow mode (the full numeric and analytic Jacobian) on the same W and X, same process.
-Target: at least 8x faster.
+Target: at least 10x faster (issue 16; 8x before).
 """
 
 from __future__ import annotations
@@ -34,7 +34,18 @@ def main() -> None:
     print(f"gradcheck-suite --mode full, 64x64 @ 64x64: median {ours:.3f} s  ({fmt(ours_all)})")
     print(f"  numeric source alone: {result.sources['numeric'].seconds:.3f} s; {result.sources['numeric'].notes[-1]}")
     print(f"torch.autograd.gradcheck slow mode (anchor): median {theirs:.3f} s  ({fmt(theirs_all)})")
-    print(f"speed-up: {theirs / ours:.1f}x  (target >= 8x)")
+    print(f"speed-up: {theirs / ours:.1f}x  (target >= 10x)")
+    # where the time goes: the 50-digit referee (issue 10), asked about disputed or suspicious elements
+    from gradcheck_suite import _engine
+
+    referee = _engine._referee
+    _engine._referee = lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        alone, alone_all = median_time(lambda: check_case(case, options), RUNS)
+    finally:
+        _engine._referee = referee
+    print(f"  the same check with the referee switched off: median {alone:.3f} s ({fmt(alone_all)}),")
+    print(f"  {theirs / alone:.1f}x faster than the anchor")
 
 
 if __name__ == "__main__":

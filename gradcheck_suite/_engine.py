@@ -39,7 +39,9 @@ from ._sources.numeric import (
     planned_evaluations,
     resolve_mode,
 )
+from ._sources.numeric.budget import BudgetChoice, fit_budget
 from ._sources.numeric.runner import collect_notes
+from ._threads import small_case_threads
 from ._trust import Trust
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class RunOptions:
     mode: str = "auto"
     elements: int = DEFAULT_ELEMENTS
     directions: int = DEFAULT_DIRECTIONS
+    jobs: int | None = None  # processes for a callable's evaluations (None: every core)
+    time_budget: float = 0.0  # seconds per case to fit the numeric check into (0: none)
     order: int = 1  # 2: also second order (gradcheck_suite._kinds)
     checks: tuple[str, ...] = ()  # further check kinds: forward, batched, undefined, ...
     # the trust model and the resource limits (docs/trust.md, docs/limits.md)
@@ -137,6 +141,7 @@ class CaseResult:
     test_id: str | None = None  # the pytest node id of the test that checked it (the plugin sets it)
     settings: CheckSettings | None = None  # dtype, k, repeat, nondet_tol, TF32 as resolved
     diagnostics: Diagnostics | None = None  # line blame and hints, for a case that fails
+    budget: BudgetChoice | None = None  # what --time-budget chose
 
     @property
     def reason(self) -> str:
@@ -239,6 +244,8 @@ def _numeric_settings(case: Case, options: RunOptions, progress: Progress | None
         directions=options.directions,
         seed=seed,
         progress=progress,
+        dtype=options.dtype,
+        jobs=options.jobs,
     )
 
 
@@ -518,7 +525,7 @@ def check_case(
     A failing case also gets its diagnostics unless ``diagnose`` is False (mutation testing,
     which only needs the verdict)."""
     try:
-        with deadline(options.limits.timeout, case):
+        with deadline(options.limits.timeout, case), small_case_threads(case.inputs):
             return _check_case(prepare(case, options.limits), options, progress, diagnose)
     except (Exception, CaseTimeout) as exc:  # noqa: BLE001 - one located error, never a traceback
         raise as_case_error(case, exc) from None
@@ -534,6 +541,13 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
     counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
     best: tuple[tuple[int, float], int, list[InputResult], dict[str, Gradients], dict[str, np.ndarray]] | None = None
     settings = _numeric_settings(case, options, progress)
+    fitted = None  # what --time-budget chose
+    if options.time_budget:
+        at = _at_dtype(case.inputs, options.dtype)
+        spent = time.perf_counter() - start
+        settings, fitted = fit_budget(
+            case, settings, 1 + (n or 0), at, options.time_budget, spent, options.mode == "auto"
+        )
     total = planned_evaluations(case, 1 + (n or 0), settings)
     check_plan(case, n or 0, total, options.limits)
     first = _at_dtype(case.inputs, options.dtype)
@@ -597,8 +611,9 @@ def _check_case(case: Case, options: RunOptions, progress: Progress | None, diag
         samples=replace(per_point, points=k, worst=worst) if n else None,
         seconds=time.perf_counter() - start,
         mode=settings.mode,
-        notes=notes,
+        notes=notes if fitted is None else [fitted.note(), *notes],
         settings=check,
+        budget=fitted,
     )
     if diagnose and verdict == "fail":
         from ._diagnose import diagnose as diagnose_result  # only a failure pays for its import

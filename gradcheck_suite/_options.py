@@ -160,6 +160,22 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option(
+        "jobs",
+        "worker processes that evaluate a Python callable's perturbations (default: every core this process"
+        " may use; 1: none)",
+        None,
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "time_budget",
+        "seconds one case's check should take: one evaluation is timed, then full, sample or projection"
+        " checking (and how many elements or directions) is chosen to fit (docs/speed.md); 0: no budget",
+        0.0,
+        _seconds,
+        metavar="SECONDS",
+    ),
+    Option(
         "k",
         "low precision: the manual source's error may be K times the reference's own error at the same dtype"
         f" (default: the case file's `k`, else {DEFAULT_K:g})",

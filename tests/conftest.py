@@ -65,3 +65,11 @@ def allow_callables(folder: Path, monkeypatch: pytest.MonkeyPatch, *patterns: st
     lines = ", ".join(f'"{p}"' for p in patterns)
     (folder / "pyproject.toml").write_text(f"[tool.gradcheck]\ncallables = [{lines}]\n")
     monkeypatch.chdir(folder)
+
+
+@pytest.fixture
+def speedpkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tests/speedpkg.py's numpy callables as an allowed package in tmp_path (issue 16's tests)."""
+    from .speedpkg import install
+
+    return install(tmp_path, monkeypatch)

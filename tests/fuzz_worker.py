@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     warm_options = RunOptions(max_memory=64 << 20)  # no timeout: a loaded machine may be slow to start
     for warm in ("product", "matmul", "layers/conv_naive"):
         check_case(load_case(ROOT / "cases" / f"{warm}.toml"), warm_options)
+    # these are proven small without it, so the meta pass itself (torch's Python meta kernels,
+    # which import torch._dynamo and sympy on first use) is warmed on its own
+    from gradcheck_suite._shapes import meta_check
+
+    for warm in ("product", "matmul", "compound_sigmoid"):
+        meta_check(load_case(ROOT / "cases" / f"{warm}.toml"), limits)
     # what only a failing or disputed case imports (diagnostics, hints, the referee, ...): every
     # module of the package, so that importing our own code is not counted as running code
     import importlib

@@ -312,6 +312,7 @@ def _case(r: CaseResult) -> dict[str, Any]:
         "settings": _settings(r),
         "inputs": [_input(i) for i in r.inputs],
         **({"diagnostics": r.diagnostics.to_dict()} if r.diagnostics is not None else {}),
+        **({"budget": r.budget.to_dict()} if r.budget is not None else {}),
     }
     if r.test_id is not None:
         entry["nodeid"] = r.test_id  # the pytest test that checked it: how junit.xml names it

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .first_pass import FirstPass, read_first_pass
 from .noise import ECNOISE_POINTS, SIGMAS, SPACINGS, ecnoise
 from .steps import EPS
 
@@ -234,6 +235,7 @@ def descend(
     method: str,
     kinks: bool,
     measured: bool,
+    first: FirstPass | None = None,
 ) -> Estimate:
     """Every row's estimate: a first ladder from ``h0``, then further ladders below for the rows
     that ask for them.
@@ -243,18 +245,54 @@ def descend(
     ``point`` are per row: phi at the row's point, the bound on one evaluation's rounding
     error there, and the point's index. ``kinks``: the function may have kinks to look for;
     ``measured``: the noise was measured (along one direction per point) rather than bounded,
-    so it is measured again along each row that descends.
+    so it is measured again along each row that descends. ``first`` (``--numeric auto``):
+    try the two-step central first pass (:mod:`.first_pass`) before any ladder, and keep the
+    rows it accepts.
     """
-    rungs = RUNGS if method == "richardson" or kinks else 2
+    f0k = f0 if kinks else None
+    if first is None or method == "central":
+        return _ladders(evaluate, np.arange(len(h0)), h0, f0, noise, point, method, kinks, measured, None)
     rows = np.arange(len(h0))
+    fp, fm, plus, minus = evaluate(rows, ladder_offsets(first.step, 2))
+    read = read_first_pass(fp, fm, plus, minus, f0k, noise, point, first.dtype)
+    est = Estimate(
+        read.value, read.error, np.zeros(len(h0), dtype=bool), np.zeros(len(h0), dtype=bool), read.accepted.copy()
+    )
+    rest = np.flatnonzero(~read.accepted)
+    if len(rest):
+        sub = _ladders(evaluate, rest, h0[rest], f0[rest], noise[rest], point, method, kinks, measured, read.size)
+        est.value[rest], est.error[rest] = sub.value, sub.error
+        est.kink[rest], est.decided[rest] = sub.kink, sub.decided
+    return est
+
+
+def _ladders(
+    evaluate: Evaluate,
+    rows: np.ndarray,
+    h0: np.ndarray,
+    f0: np.ndarray,
+    noise: np.ndarray,
+    all_points: np.ndarray,
+    method: str,
+    kinks: bool,
+    measured: bool,
+    sizes: np.ndarray | None,
+) -> Estimate:
+    """The ladders of ``rows`` (indices into ``evaluate``'s rows; ``h0``, ``f0`` and ``noise``
+    are theirs, ``all_points`` every row's point). ``sizes``: |D| of every row from a first
+    pass, so that the gradient scale at each point still counts the rows that pass left out."""
+    rungs = RUNGS if method == "richardson" or kinks else 2
+    point = all_points[rows]
     steps = ladder_offsets(h0, rungs)
     fp, fm, plus, minus = evaluate(rows, steps)
     # The size of the gradient at each point, from the largest step's differences: the
     # descent stops where rounding noise reaches a fraction of it.
     first = np.abs((fp[:, 0] - fm[:, 0]) / (plus[:, 0] + minus[:, 0]))
     first = np.where(np.isfinite(first), first, 0.0)
-    biggest = np.zeros(int(point.max(initial=-1)) + 1)
+    biggest = np.zeros(int(all_points.max(initial=-1)) + 1)
     np.maximum.at(biggest, point, first)
+    if sizes is not None:
+        np.maximum.at(biggest, all_points, sizes)
     scale = biggest[point]
     f0k = f0 if kinks else None
     est = analyse_ladder(fp, fm, plus, minus, f0k, noise, scale, method)
@@ -272,12 +310,12 @@ def descend(
             break
         fresh = todo[~remeasured[todo]]
         if measured and len(fresh):
-            noise[fresh] = np.maximum(noise[fresh], _row_noise(evaluate, fresh, h0[fresh], f0[fresh]))
+            noise[fresh] = np.maximum(noise[fresh], _row_noise(evaluate, rows[fresh], h0[fresh], f0[fresh]))
             remeasured[fresh] = True
             # with the noise known along these rows, the first ladder may already be decided
             # by noise, or the descent may already be at its floor
         steps_todo = ladder_offsets(h[todo], rungs)
-        fp, fm, plus, minus = evaluate(todo, steps_todo)
+        fp, fm, plus, minus = evaluate(rows[todo], steps_todo)
         sub = analyse_ladder(fp, fm, plus, minus, None if f0k is None else f0k[todo], noise[todo], scale[todo], method)
         steps[todo] = steps_todo
         # A decided window below beats anything above it (the ladder above asked to descend);

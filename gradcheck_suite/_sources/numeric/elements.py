@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .differences import complex_error, descend
+from .first_pass import FirstPass
 from .runner import Runner
 from .steps import element_scale, initial_steps
 
@@ -74,9 +75,11 @@ def difference_elements(
     noise: np.ndarray,
     kinks: bool,
     measured: bool,
+    first_pass: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Derivative, error estimate and persistent kink of each chosen element, from ladders of
-    central differences (:func:`.differences.descend`)."""
+    central differences (:func:`.differences.descend`), after a two-step first pass where
+    ``first_pass`` names the check's dtype (``--numeric auto``)."""
     P, m = X.shape[0], len(idx)
     point, element = _rows(P, idx)
     x = X[point, element]
@@ -94,5 +97,8 @@ def difference_elements(
         return f[:, :q], f[:, q:], plus, minus
 
     h0 = initial_steps(X, idx, "central" if method == "central" else "richardson").reshape(-1)
-    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured)
+    first = None
+    if first_pass is not None:
+        first = FirstPass(initial_steps(X, idx, "first").reshape(-1), first_pass)
+    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured, first)
     return est.value.reshape(P, m), est.error.reshape(P, m), est.kink.reshape(P, m)

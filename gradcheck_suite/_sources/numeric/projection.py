@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from .differences import complex_error, descend
+from .first_pass import FirstPass
 from .runner import Runner
-from .steps import BASE_STEP, COMPLEX_STEP, element_scale, pow2
+from .steps import BASE_STEP, COMPLEX_STEP, FIRST_STEP, element_scale, pow2
 
 __all__ = ["directions", "project_complex", "project_differences"]
 
@@ -61,6 +62,7 @@ def project_differences(
     noise: np.ndarray,
     kinks: bool,
     measured: bool,
+    first_pass: str | None = None,
 ) -> Projected:
     P, n = X.shape
     K = signs.shape[0]
@@ -90,7 +92,10 @@ def project_differences(
     # w already carries each element's magnitude, so the step along it is the base step
     base = BASE_STEP["central" if method == "central" else "richardson"]
     h0 = np.full(P * K, float(pow2(np.array(base))))
-    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured)
+    first = None
+    if first_pass is not None:
+        first = FirstPass(np.full(P * K, FIRST_STEP), first_pass)
+    est = descend(evaluate, h0, f0[point], noise[point], point, method, kinks, measured, first)
     results = []
     for p in range(P):
         rows = slice(p * K, (p + 1) * K)

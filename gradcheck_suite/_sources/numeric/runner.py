@@ -20,6 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..._backends import TorchBackend
 from ..._case import Case
+from .calls import CallEvaluator, Rows
 
 __all__ = [
     "CHUNK_BYTES",
@@ -30,6 +31,7 @@ __all__ = [
     "collect_notes",
     "evaluation_cost",
     "looped",
+    "note",
     "vmap_or_loop",
 ]
 
@@ -135,7 +137,15 @@ def evaluation_cost(obj: Objective, name: str | None, forward_bytes: int, direct
 class Runner:
     """Evaluates phi over rows of perturbations in chunks within the memory budget."""
 
-    def __init__(self, obj: Objective, forward_bytes: int, budget: int, progress: Progress | None, planned: int):
+    def __init__(
+        self,
+        obj: Objective,
+        forward_bytes: int,
+        budget: int,
+        progress: Progress | None,
+        planned: int,
+        calls: CallEvaluator | None = None,
+    ):
         self.obj = obj
         self.forward_bytes = forward_bytes
         self.budget = budget
@@ -144,6 +154,13 @@ class Runner:
         self.done = 0
         self.largest_chunk = 0
         self.fallback = Fallback(_label(obj.case))
+        # a callable that does not run under vmap: its own evaluator (.calls)
+        self.calls = calls
+
+    def close(self) -> None:
+        """Stop any worker processes (a no-op for programs)."""
+        if self.calls is not None:
+            self.calls.close()
 
     def chunk(self, name: str | None, direction: bool = False) -> int:
         cost = evaluation_cost(self.obj, name, self.forward_bytes, direction)
@@ -172,6 +189,18 @@ class Runner:
         """
         obj = self.obj
         rows = len(point)
+        if self.calls is not None:
+            spec = Rows(
+                name,
+                np.asarray(point),
+                np.asarray(offset, dtype=np.float64),
+                None if element is None else np.asarray(element),
+                None if direction is None else np.asarray(direction),
+                None if directions is None else directions.detach().cpu().numpy().reshape(len(directions), -1),
+            )
+            phi, terms = self.calls.run(spec)
+            self.largest_chunk = max(self.largest_chunk, self.calls.largest_batch, 1)
+            return phi, (terms if magnitudes else np.zeros(rows)), np.zeros(rows)
         out = [np.empty(rows, dtype=np.complex128 if obj.complex else np.float64), np.zeros(rows), np.zeros(rows)]
         size = self.chunk(name, directions is not None)
         self.largest_chunk = max(self.largest_chunk, min(size, rows))
@@ -245,6 +274,13 @@ def collect_notes() -> Iterator[list[str]]:
         _NOTES.reset(token)
 
 
+def note(text: str) -> None:
+    """Leave a line for the report, where a collect_notes() block listens."""
+    notes = _NOTES.get()
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
 def _label(case: Case) -> str:
     call = case.forward.call
     return f"`{call.target}`" if call is not None else "the forward program"
@@ -265,12 +301,10 @@ class Fallback:
         exc = exc.__cause__ or exc
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         self.reason = f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
-        notes = _NOTES.get()
-        if notes is not None:
-            notes.append(
-                f"{self.label} does not run under torch.func.vmap ({self.reason}):"
-                " evaluated one perturbation at a time instead"
-            )
+        note(
+            f"{self.label} does not run under torch.func.vmap ({self.reason}):"
+            " evaluated one perturbation at a time instead"
+        )
 
 
 def vmap_or_loop(

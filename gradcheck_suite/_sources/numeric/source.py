@@ -35,11 +35,12 @@ from ..._backends import NON_ANALYTIC
 from ..._case import Case
 from ..._defaults import AUTO_FULL_ELEMENTS, DEFAULT_DIRECTIONS, DEFAULT_ELEMENTS, DEFAULT_MAX_MEMORY, MODES
 from .. import Gradients, Projection
+from .calls import CallEvaluator, default_jobs
 from .differences import RUNGS
 from .elements import PointRounding, complex_elements, difference_elements
-from .noise import ECNOISE_POINTS, SIGMAS, measure_noise, term_floor
+from .noise import ECNOISE_POINTS, SIGMAS, SPACINGS, measure_noise, term_floor
 from .projection import project_complex, project_differences
-from .runner import Objective, Progress, Runner
+from .runner import Objective, Progress, Runner, note
 from .steps import resolve_method
 
 __all__ = [
@@ -67,6 +68,9 @@ class NumericSettings:
     directions: int = DEFAULT_DIRECTIONS
     seed: int = 0
     progress: Progress | None = None
+    jobs: int | None = None  # processes for a callable's evaluations (None: every core)
+    # the check's dtype: what accuracy is good enough for the first pass of --numeric auto
+    dtype: str = "float64"
 
 
 def resolve_mode(mode: str, sizes: Mapping[str, int]) -> str:
@@ -117,9 +121,12 @@ def planned_evaluations(case: Case, points: int, settings: NumericSettings) -> i
     kinks = not case.forward.analytic
     if method == "complex-step":
         per = 1 if case.forward.program is not None else 2
+    elif settings.method == "auto":
+        per = 4  # the first pass (.first_pass); the ladders of the elements it leaves add as they go
     else:
         per = 2 * (RUNGS if kinks or method == "richardson" else 2)
-    noise = 0 if case.forward.program is not None or method == "complex-step" else 4 * ECNOISE_POINTS
+    lines = 2 * ECNOISE_POINTS * len(SPACINGS)
+    noise = 0 if case.forward.program is not None or method == "complex-step" else lines
     if mode == "projection":
         return points * (1 + len(case.inputs) * (settings.directions * per + 1 + noise))
     selected = _selected(case, mode, settings)
@@ -145,17 +152,56 @@ def numeric_gradients_at(
     if method == "exact":
         return _exact(case, points, settings, mode)
     obj = Objective(case, points, settings.device, complex_=method == "complex-step")
-    phi0, scale0, forward_bytes = obj.probe()
-    runner = Runner(
-        obj, forward_bytes, settings.max_memory, settings.progress, planned_evaluations(case, len(points), settings)
-    )
-    P = len(points)
-    if P == 1:
-        f0, phi_scale = np.array([phi0]), np.array([scale0])
-        runner._tick(1)
+    planned = planned_evaluations(case, len(points), settings)
+    if through_calls(case, method, settings):
+        runner = Runner(obj, 0, settings.max_memory, settings.progress, planned)
+        runner.calls = CallEvaluator(case, points, settings.jobs or default_jobs(), runner._tick, note)
     else:
-        fz, phi_scale, _ = runner.run(None, np.arange(P), np.zeros(P), magnitudes=True)
-        f0 = fz.real
+        phi0, scale0, forward_bytes = obj.probe()
+        runner = Runner(obj, forward_bytes, settings.max_memory, settings.progress, planned)
+    try:
+        if len(points) == 1 and runner.calls is None:
+            f0, phi_scale = np.array([phi0]), np.array([scale0])
+            runner._tick(1)
+        else:
+            fz, phi_scale, _ = runner.run(None, np.arange(len(points)), np.zeros(len(points)), magnitudes=True)
+            f0 = fz.real
+        out = _gradients(case, points, settings, rounding, runner, method, mode, f0, phi_scale)
+    finally:
+        runner.close()
+    if settings.device != "cpu":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / len(points)
+    for g in out:
+        g.seconds = seconds
+    return out
+
+
+def through_calls(case: Case, method: str, settings: NumericSettings) -> bool:
+    """Whether phi goes through :class:`.calls.CallEvaluator`: a callable that does not run
+    under vmap, differenced in float64 on the CPU."""
+    return (
+        case.forward.call is not None
+        and not case.forward.vmap
+        and method != "complex-step"
+        and settings.device == "cpu"
+    )
+
+
+def _gradients(
+    case: Case,
+    points: Sequence[Mapping[str, np.ndarray]],
+    settings: NumericSettings,
+    rounding: Sequence[PointRounding] | None,
+    runner: Runner,
+    method: str,
+    mode: str,
+    f0: np.ndarray,
+    phi_scale: np.ndarray,
+) -> list[Gradients]:
+    obj = runner.obj
+    analytic = case.forward.analytic
+    P = len(points)
     kinks = method != "complex-step" and not analytic
     out = [
         Gradients("numeric", {}, "float64", settings.device, error={}, kinks={}, method=method, mode=mode)
@@ -166,6 +212,8 @@ def numeric_gradients_at(
     if method != "complex-step":
         noise = _noise(runner, X_of, f0, phi_scale, rounding, settings.seed)
     chosen = _selected(case, mode, settings) if mode != "projection" else {}
+    # --numeric auto tries the cheap two-step first pass before any ladder (.first_pass)
+    first_pass = settings.dtype if settings.method == "auto" else None
     rng = np.random.default_rng(settings.seed)
     for name in obj.names:
         shape = np.asarray(points[0][name]).shape
@@ -179,7 +227,9 @@ def numeric_gradients_at(
             if method == "complex-step":
                 proj = project_complex(runner, name, X, signs, bounds)
             else:
-                proj = project_differences(runner, name, X, signs, method, f0, noise, kinks, rounding is None)
+                proj = project_differences(
+                    runner, name, X, signs, method, f0, noise, kinks, rounding is None, first_pass
+                )
             for p, g in enumerate(out):
                 d, e, k, w = proj[p]
                 g.projections = g.projections or {}
@@ -196,7 +246,9 @@ def numeric_gradients_at(
             d, e = complex_elements(runner, name, X, idx, phi_scale, bounds)
             kink = np.zeros(d.shape, dtype=bool)
         else:
-            d, e, kink = difference_elements(runner, name, X, idx, method, f0, noise, kinks, rounding is None)
+            d, e, kink = difference_elements(
+                runner, name, X, idx, method, f0, noise, kinks, rounding is None, first_pass
+            )
         for p, g in enumerate(out):
             values = np.full(X.shape[1], np.nan)
             errors = np.full(X.shape[1], np.nan)
@@ -211,11 +263,7 @@ def numeric_gradients_at(
                 mask[idx] = True
                 g.checked = g.checked or {}
                 g.checked[name] = mask.reshape(shape)
-    if settings.device != "cpu":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / P
     for p, g in enumerate(out):
-        g.seconds = seconds
         g.notes.append(f"{runner.done} evaluations of phi in chunks of at most {runner.largest_chunk}")
         if method != "complex-step":
             how = "bounded from the program's terms" if rounding is not None else "measured"
