@@ -274,6 +274,13 @@ REFEREE_ELEMENTS = 32
 # the other sources than rounding explains) at most this many times beyond the case's own
 # point: a wrong formula shows at many points, and a 1,000-point sweep must not pay for every one.
 SUSPICION_BUDGET = 16
+# What one question may cost, in scalar operations done in mpmath (a few microseconds each):
+# the forward's operations (referee_cost) times eight evaluations per element asked. A merely
+# suspicious element is worth about a second (a 64x64 matmul, 266,240 operations an
+# evaluation, is not: it took 12 s for a check torch's slow mode does in 2.4); a disputed one,
+# where the vote would otherwise blame numeric or no one, about a minute. Beyond that the
+# fewer elements, down to none: the vote stands.
+REFEREE_OPS = {"suspicious": 250_000, "disputed": 10_000_000}
 
 
 def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
@@ -393,15 +400,25 @@ def _referee(
     if case.forward.program is None:
         return None
 
-    def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
-        if what == "suspicious" and budget is not None:
-            if budget[0] <= 0:
-                return None
-            budget[0] -= 1
-        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
-        from ._sources.numeric.referee import referee_backward, referee_gradient
+    cost: list[int] = []
 
-        chosen = flat[:REFEREE_ELEMENTS]
+    def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
+        if what == "suspicious" and budget is not None and budget[0] <= 0:
+            return None
+        # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
+        from ._sources.numeric.referee import referee_backward, referee_cost, referee_gradient
+
+        if not cost:
+            try:
+                cost.append(max(1, referee_cost(case, point)))
+            except CaseError:
+                return None
+        affordable = REFEREE_OPS.get(what, REFEREE_OPS["disputed"]) // (8 * cost[0])
+        if affordable < 1:
+            return None
+        if what == "suspicious" and budget is not None:
+            budget[0] -= 1
+        chosen = flat[: min(REFEREE_ELEMENTS, affordable)]
         try:
             truth = referee_gradient(case, point, {name: chosen})
         except CaseError:

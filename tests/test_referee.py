@@ -238,3 +238,27 @@ def test_the_distance_to_a_near_tie_of_max(tmp_path: Path) -> None:
     # 0.9995 ties the max 1.3e-3 above itself
     assert referee_kink_distance(case, case.inputs, "x", 2, 1e-3) is None
     assert referee_kink_distance(case, case.inputs, "x", 2, 1e-2) == pytest.approx(1.000800000001 - 0.9995)
+
+
+def test_the_referee_is_asked_only_what_it_can_answer_in_time(tmp_path: Path) -> None:
+    """A 64x64 matmul made the referee recompute 266,240 operations per evaluation in mpmath
+    about two merely suspicious elements: 12 s for a check that passes, against 2.4 s for
+    torch's slow mode. Suspicion is now asked only where it is cheap; a dispute still is."""
+    from gradcheck_suite._engine import REFEREE_OPS, _referee
+    from gradcheck_suite._sources.numeric.referee import referee_cost
+
+    rng = np.random.default_rng(0)
+    big = {"W": rng.normal(size=(40, 40)), "X": rng.normal(size=(40, 40))}
+    case = write_case(tmp_path, "f = W @ X", "dW = df @ X.T\ndX = W.T @ df", "W = 0.0\nX = 0.0")
+    assert referee_cost(case, big) == 40 * 40 * 40 + 40 * 40  # multiply-adds, then the result
+    assert 8 * referee_cost(case, big) > REFEREE_OPS["suspicious"]
+    budget = [16]
+    decide = _referee(case, big, "W", budget=budget)
+    assert decide is not None
+    assert decide(np.array([0, 1]), "suspicious") is None and budget == [16]  # not asked, not counted
+    answer = decide(np.array([5]), "disputed")
+    assert answer is not None and len(answer.truth) == 1
+    assert abs(answer.truth[0] - (np.ones((40, 40)) @ big["X"].T).reshape(-1)[5]) < 1e-12
+    small = {"W": rng.normal(size=(4, 4)), "X": rng.normal(size=(4, 4))}
+    decide = _referee(case, small, "W", budget=budget)
+    assert decide is not None and decide(np.array([0, 1]), "suspicious") is not None and budget == [15]
