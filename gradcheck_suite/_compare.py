@@ -439,28 +439,32 @@ class _Verdict:
         if not decided:
             return self.result("inconclusive", None, "the numeric error estimate is too large to decide")
         if referee is not None:
-            flat = self._suspicious(tolerance)
-            if len(flat):
-                judged = self._ask(referee, flat, tolerance, "suspicious")
-                if judged is not None and judged.verdict == "fail":
-                    return judged
+            for what, flat in self._suspicious(tolerance).items():
+                if len(flat):
+                    judged = self._ask(referee, flat, tolerance, what)
+                    if judged is not None and judged.verdict == "fail":
+                        return judged
         present = self.present
         reason = "all sources agree" if len(present) == 3 else " and ".join(present) + " agree"
         return self.result("pass", None, reason + self._dependence_note())
 
-    def _suspicious(self, tolerance: dict[str, np.ndarray]) -> np.ndarray:
+    def _suspicious(self, tolerance: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Flat elements where the manual program passes its rounding bound (a first-order worst
         case, often 10 to 100 times its real rounding) but sits further from the other sources
-        than its measured rounding and their own disagreement can explain."""
+        than its measured rounding and their own disagreement can explain ("suspicious"), or
+        than its measured rounding alone ("doubtful": the others are too noisy to tell, as where
+        autograd and numeric cancel as badly as the formula; the engine asks about these only
+        where the referee is cheap)."""
+        none = np.zeros(0, dtype=np.int64)
         manual = self.by.get("manual")
         if manual is None or manual.reference is None or manual.rounding is None:
-            return np.zeros(0, dtype=np.int64)
+            return {}
         m = self.grads["manual"]
         u = _eps(manual.dtype) / 2
         rho = np.abs(m - manual.reference[self.name]) + 2 * u * np.abs(m)
         others = [s for s in ("autograd", "numeric") if s in self.grads]
         if not others:
-            return np.zeros(0, dtype=np.int64)
+            return {}
         if len(others) == 2:
             a, n = self.grads["autograd"], self.grads["numeric"]
             own = np.abs(a - n)
@@ -471,9 +475,13 @@ class _Verdict:
             gap = np.abs(m - self.grads[x])
         with np.errstate(invalid="ignore"):
             suspicious = gap > SUSPICION * (rho + own)
-        for k in self.kinks:
-            suspicious[k] = False
-        return np.flatnonzero(np.nan_to_num(suspicious.reshape(-1), nan=False))
+            doubtful = (gap > SUSPICION * rho) & ~suspicious
+        out = {}
+        for what, mask in (("suspicious", suspicious), ("doubtful", doubtful)):
+            for k in self.kinks:
+                mask[k] = False
+            out[what] = np.flatnonzero(np.nan_to_num(mask.reshape(-1), nan=False)) if mask.any() else none
+        return out
 
     def _dependence_note(self) -> str:
         if not self.dependent:

@@ -279,8 +279,9 @@ SUSPICION_BUDGET = 16
 # suspicious element is worth about a second (a 64x64 matmul, 266,240 operations an
 # evaluation, is not: it took 12 s for a check torch's slow mode does in 2.4); a disputed one,
 # where the vote would otherwise blame numeric or no one, about a minute. Beyond that the
-# fewer elements, down to none: the vote stands.
-REFEREE_OPS = {"suspicious": 250_000, "disputed": 10_000_000}
+# fewer elements, down to none: the vote stands. A doubtful element (further from the others
+# than the manual source's own rounding, within their own disagreement) only where it is cheap.
+REFEREE_OPS = {"doubtful": 20_000, "suspicious": 250_000, "disputed": 10_000_000}
 
 
 def _check_deterministic(case: Case, point: Mapping[str, np.ndarray]) -> None:
@@ -403,7 +404,7 @@ def _referee(
     cost: list[int] = []
 
     def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
-        if what == "suspicious" and budget is not None and budget[0] <= 0:
+        if what != "disputed" and budget is not None and budget[0] <= 0:
             return None
         # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
         from ._sources.numeric.referee import referee_backward, referee_cost, referee_gradient
@@ -416,7 +417,7 @@ def _referee(
         affordable = REFEREE_OPS.get(what, REFEREE_OPS["disputed"]) // (8 * cost[0])
         if affordable < 1:
             return None
-        if what == "suspicious" and budget is not None:
+        if what != "disputed" and budget is not None:
             budget[0] -= 1
         chosen = flat[: min(REFEREE_ELEMENTS, affordable)]
         try:

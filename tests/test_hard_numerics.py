@@ -383,3 +383,31 @@ def test_autograd_overflowing_in_float32_is_judged_without_it(tmp_path: Path) ->
     )
     wrong = check_case(load_case(_case(tmp_path, flipped)), RunOptions(dtype="float32"))
     assert (wrong.verdict, wrong.odd_one_out) == ("fail", "manual"), wrong.reason
+
+
+POLY5_AT = """
+    name = "poly5_expanded_{x}"
+    output = "f"
+    [inputs]
+    x = {x}
+    [forward]
+    program = "f = x ** 5 - 5 * x ** 4 + 10 * x ** 3 - 10 * x ** 2 + 5 * x - 1"
+    [backward]
+    program = "dx = df * (5 * x ** 4 - 20 * x ** 3 + 30 * x ** 2 - 20 * x + 5){bug}"
+"""
+
+
+@pytest.mark.parametrize("x", [0.9952, 0.9953, 0.995325])
+def test_a_formula_off_by_1e_6_is_caught_where_the_other_sources_are_too_noisy_to_tell(
+    tmp_path: Path, x: float
+) -> None:
+    """(x - 1)^5 expanded, near x = 1: autograd and numeric cancel as badly as the formula, so
+    a manual gradient 1e-6 off (far above its own rounding here: the expanded derivative is
+    5 (x - 1)^4, about 1e-9, computed to about 1e-16) sat within their disagreement and passed.
+    The referee is now asked where the manual source is further from the others than its own
+    measured rounding (cheaply, this program is one statement), and it names the formula."""
+    right = check_case(load_case(_case(tmp_path, POLY5_AT.format(x=x, bug=""))), RunOptions())
+    assert right.verdict == "pass", right.reason
+    wrong = check_case(load_case(_case(tmp_path, POLY5_AT.format(x=x, bug=" * (1 + 1e-6)"))), RunOptions())
+    assert (wrong.verdict, wrong.odd_one_out) == ("fail", "manual"), wrong.reason
+    assert "referee" in wrong.inputs[0].reason
