@@ -296,8 +296,9 @@ class AtomicGather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Ctx, g: torch.Tensor) -> torch.Tensor:
-        order = torch.tensor(_ARRIVAL.sample(range(len(_IDX)), len(_IDX)))
-        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype).index_add(0, _IDX[order], g[order])
+        order = torch.tensor(_ARRIVAL.sample(range(len(_IDX)), len(_IDX)), device=g.device)
+        idx = _IDX.to(g.device)
+        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype, device=g.device).index_add(0, idx[order], g[order])
 
 
 class RacyGather(AtomicGather):
@@ -305,9 +306,10 @@ class RacyGather(AtomicGather):
 
     @staticmethod
     def backward(ctx: Ctx, g: torch.Tensor) -> torch.Tensor:
-        keep = torch.ones(len(_IDX), dtype=torch.bool)
+        keep = torch.ones(len(_IDX), dtype=torch.bool, device=g.device)
         keep[_ARRIVAL.randrange(len(_IDX))] = False
-        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype).index_add(0, _IDX[keep], g[keep])
+        idx = _IDX.to(g.device)
+        return torch.zeros(_ROWS, g.shape[1], dtype=g.dtype, device=g.device).index_add(0, idx[keep], g[keep])
 
 
 # -- the suite ---------------------------------------------------------------------------------
