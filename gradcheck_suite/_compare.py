@@ -475,7 +475,8 @@ class _Verdict:
             gap = np.abs(m - self.grads[x])
         with np.errstate(invalid="ignore"):
             suspicious = gap > SUSPICION * (rho + own)
-            doubtful = (gap > SUSPICION * rho) & ~suspicious
+            # with one other source its tolerance stands for its noise: no finer question to ask
+            doubtful = (gap > SUSPICION * rho) & ~suspicious if len(others) == 2 else np.zeros_like(suspicious)
         out = {}
         for what, mask in (("suspicious", suspicious), ("doubtful", doubtful)):
             for k in self.kinks:
@@ -545,6 +546,8 @@ class _Verdict:
         truth, error = answer.truth, answer.error
         wrong: dict[str, list[tuple[int, ...]]] = {}
         for s in self.present:
+            if s not in self.grads:  # a projection's numeric source has no elements to judge
+                continue
             g = self.grads[s].reshape(-1)[checked]
             if s == "manual" and answer.formula is not None:
                 b = answer.formula
