@@ -83,6 +83,10 @@ FORMULA_SAFETY = 4.0
 # off by 8 times its real rounding passed at 17 of 25 such points of benchmarks/corpus's
 # expanded (x - 1)^5, where autograd and the complex step round as much as the manual does.)
 SUSPICION = 2.0
+# A doubtful element is further from the other two than this many units of rounding of its own
+# value too: correct formulas differ from each other by a few (summation order, the complex
+# step's last bit), and a question about each would send most cases to the referee for nothing.
+DOUBT_ULPS = 16
 # The numeric error estimates already bound the true error at every calibration point; the
 # factor 4 covers points where the estimate's own error is large (one-sided step noise).
 SAFETY = 4.0
@@ -476,7 +480,8 @@ class _Verdict:
         with np.errstate(invalid="ignore"):
             suspicious = gap > SUSPICION * (rho + own)
             # with one other source its tolerance stands for its noise: no finer question to ask
-            doubtful = (gap > SUSPICION * rho) & ~suspicious if len(others) == 2 else np.zeros_like(suspicious)
+            doubt = gap > SUSPICION * (rho + DOUBT_ULPS * u * np.abs(m))
+            doubtful = doubt & ~suspicious if len(others) == 2 else np.zeros_like(suspicious)
         out = {}
         for what, mask in (("suspicious", suspicious), ("doubtful", doubtful)):
             for k in self.kinks:
