@@ -71,3 +71,18 @@ def test_a_small_case_runs_with_one_torch_thread_and_gives_the_setting_back() ->
         assert set(seen) == {2}  # a large case keeps the caller's threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_moves_its_imports_out_of_the_collectors_reach(tmp_path: Path) -> None:
+    """torch's million objects, walked at every full collection and again at exit (0.35 s of
+    `python -c "import torch"` is its final collection): `gradcheck run` freezes them."""
+    import gc
+
+    from gradcheck_suite._cli import main
+
+    gc.unfreeze()
+    try:
+        assert main(["run", str(CASES / "product.toml"), "--no-reports"]) == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
