@@ -153,9 +153,9 @@ class RefereeAnswer:
     formula_error: np.ndarray | None = None
 
 
-# A referee takes the flat indices of ``what`` elements ("disputed" or "suspicious") and answers,
-# or answers None when it cannot (the forward is not a program) or will not (its budget for
-# suspicious elements of a sweep is spent).
+# A referee takes the flat indices of ``what`` elements ("disputed", "suspicious" or "doubtful")
+# and answers, or answers None when it cannot (the forward is not a program) or will not (its
+# budget for a sweep's suspicious and doubtful elements is spent, or the question costs too much).
 RefereeFn = Callable[[np.ndarray, str], "RefereeAnswer | None"]
 
 
@@ -459,7 +459,6 @@ class _Verdict:
         than its measured rounding alone ("doubtful": the others are too noisy to tell, as where
         autograd and numeric cancel as badly as the formula; the engine asks about these only
         where the referee is cheap)."""
-        none = np.zeros(0, dtype=np.int64)
         manual = self.by.get("manual")
         if manual is None or manual.reference is None or manual.rounding is None:
             return {}
@@ -486,7 +485,7 @@ class _Verdict:
         for what, mask in (("suspicious", suspicious), ("doubtful", doubtful)):
             for k in self.kinks:
                 mask[k] = False
-            out[what] = np.flatnonzero(np.nan_to_num(mask.reshape(-1), nan=False)) if mask.any() else none
+            out[what] = np.flatnonzero(np.nan_to_num(mask.reshape(-1), nan=False))
         return out
 
     def _dependence_note(self) -> str:

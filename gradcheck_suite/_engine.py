@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -386,35 +387,52 @@ def _check_point(
         inputs = [judge_low_precision(name, results, settings) for name in point]
     else:
         scale = gradient_scale(results)
-        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name, budget)) for name in point]
+        cost = _referee_cost(case, point)  # one count of the forward's operations for all inputs
+        inputs = [judge_input(name, results, dtype, scale, _referee(case, point, name, budget, cost)) for name in point]
     if n > 1:
         inputs = [judge_spread(i, sources, settings.nondet_tol) for i in inputs]
     return inputs, sources
 
 
+def _referee_cost(case: Case, point: Mapping[str, np.ndarray]) -> Callable[[], int | None]:
+    """The forward's scalar operations at ``point`` (referee_cost), counted when first asked
+    (None where the program cannot be run so)."""
+
+    @functools.cache
+    def cost() -> int | None:
+        from ._sources.numeric.referee import referee_cost
+
+        try:
+            return max(1, referee_cost(case, point))
+        except CaseError:
+            return None
+
+    return cost
+
+
 def _referee(
-    case: Case, point: Mapping[str, np.ndarray], name: str, budget: list[int] | None = None
+    case: Case,
+    point: Mapping[str, np.ndarray],
+    name: str,
+    budget: list[int] | None = None,
+    cost: Callable[[], int | None] | None = None,
 ) -> RefereeFn | None:
-    """The 50-digit referee for disputed or suspicious elements of ``name``; ``budget`` (shared
-    by a sweep's points) counts down the questions about suspicious ones (None: no limit)."""
+    """The 50-digit referee for disputed, suspicious or doubtful elements of ``name``; ``budget``
+    (shared by a sweep's points) counts down the questions about the last two (None: no
+    limit); ``cost`` (shared by the point's inputs) prices each question (REFEREE_OPS)."""
     # the referee's own rule (referee_available), without importing mpmath for every case
     if case.forward.program is None:
         return None
-
-    cost: list[int] = []
+    operations = cost or _referee_cost(case, point)
 
     def decide(flat: np.ndarray, what: str) -> RefereeAnswer | None:
         if what != "disputed" and budget is not None and budget[0] <= 0:
             return None
         # mpmath loads only when sources disagree: 0.2 s that no passing run should pay
-        from ._sources.numeric.referee import referee_backward, referee_cost, referee_gradient
+        from ._sources.numeric.referee import referee_backward, referee_gradient
 
-        if not cost:
-            try:
-                cost.append(max(1, referee_cost(case, point)))
-            except CaseError:
-                return None
-        affordable = REFEREE_OPS.get(what, REFEREE_OPS["disputed"]) // (8 * cost[0])
+        ops = operations()
+        affordable = 0 if ops is None else REFEREE_OPS.get(what, REFEREE_OPS["disputed"]) // (8 * ops)
         if affordable < 1:
             return None
         if what != "disputed" and budget is not None:

@@ -272,8 +272,8 @@ def test_correct_seed_cases_do_not_send_their_last_bits_to_the_referee(monkeypat
     asked: list[tuple[str, str, str]] = []
     real = _engine._referee
 
-    def spy(case: Case, point: object, name: str, budget: object = None) -> object:
-        decide = real(case, point, name, budget)  # type: ignore[arg-type]
+    def spy(case: Case, point: object, name: str, *rest: object) -> object:
+        decide = real(case, point, name, *rest)  # type: ignore[arg-type]
         if decide is None:
             return None
 
