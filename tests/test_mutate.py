@@ -16,7 +16,7 @@ from gradcheck_suite._mutate import mutate_case
 from gradcheck_suite._mutate.program import program_mutants
 from gradcheck_suite._mutate.python import python_mutants
 
-from .conftest import CASES
+from .conftest import CASES, DATA
 
 LAYERS = CASES / "layers"
 SEEDS = sorted(p.stem for p in CASES.glob("*.toml"))
@@ -53,35 +53,9 @@ def test_the_seed_cases_mutate_in_seconds(cli) -> None:
     assert time.perf_counter() - start < 60
 
 
-OLD_MAX_POOL = """
-name = "max_pool_naive"
-output = "out"
-upstream = { random = "normal", shape = [2, 2, 2, 2], seed = 131 }
-
-[inputs]
-x = { random = "normal", shape = [2, 2, 4, 4], seed = 130 }
-
-[constants]
-pool_param = { pool_height = 2, pool_width = 2, stride = 2 }
-
-[forward]
-callable = "gradcheck_suite.naive_layers:max_pool_forward_naive"
-returns = "cache"
-
-[backward]
-callable = "gradcheck_suite.naive_layers:max_pool_backward_naive"
-
-[reference]
-callable = "torch.nn.functional.max_pool2d"
-args = ["x"]
-kwargs = { kernel_size = 2, stride = 2 }
-"""
-
-
-def test_non_overlapping_max_pool_lets_equals_for_plus_equals_survive(tmp_path: Path, cli) -> None:
+def test_non_overlapping_max_pool_lets_equals_for_plus_equals_survive(cli) -> None:
     # the layer case as it was before this issue: stride 2 = pool size 2, a square 2x2 output
-    path = tmp_path / "max_pool_naive.toml"
-    path.write_text(OLD_MAX_POOL)
+    path = DATA / "max_pool_2x2.toml"
     result = mutate_case(load_case(path), RunOptions())
     survivors = {(r.operator, r.mutated): r for r in result.results if r.status == "survived"}
     eq = survivors[("+= to =", "dx[nn, cc, hs + a, ws + k] = dout[nn, cc, i, j]")]

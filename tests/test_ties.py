@@ -12,7 +12,6 @@ max_pool_naive in bfloat16; the same points fail in float64 too).
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,8 @@ from gradcheck_suite import RunOptions, check_case, load_case
 from gradcheck_suite._dtypes import round_to
 from gradcheck_suite._engine import sample_points
 from gradcheck_suite._sources.numeric.differences import descend
+
+from .conftest import DATA
 
 H0 = 2.0**-8
 
@@ -61,41 +62,14 @@ def test_a_kink_off_the_point_is_decided_by_the_steps_below_it(noise: float, off
     assert value[0] == pytest.approx(1.0 if offset > 0 else 0.0, abs=1e-6)
 
 
-# max_pool_naive as it was bundled when the sweep found the ties (2x2 windows, stride 2, on a
-# 2x2x4x4 input); main has since made its windows overlap, which moves every sample point
-POOL = """
-name = "max_pool_2x2"
-output = "out"
-upstream = { random = "normal", shape = [2, 2, 2, 2], seed = 131 }
-
-[inputs]
-x = { random = "normal", shape = [2, 2, 4, 4], seed = 130 }
-
-[constants]
-pool_param = { pool_height = 2, pool_width = 2, stride = 2 }
-
-[forward]
-callable = "gradcheck_suite.naive_layers:max_pool_forward_naive"
-returns = "cache"
-
-[backward]
-callable = "gradcheck_suite.naive_layers:max_pool_backward_naive"
-
-[reference]
-callable = "torch.nn.functional.max_pool2d"
-args = ["x"]
-kwargs = { kernel_size = 2, stride = 2 }
-"""
-
-
 @pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
 @pytest.mark.parametrize("index", [407, 588])
-def test_a_tie_in_a_max_pool_window_is_an_inconclusive_kink_not_a_fail(tmp_path: Path, dtype: str, index: int) -> None:
-    """The two points of the 1,000-point bfloat16 sweep of that case (index 0 is the case's own
-    point) where numeric was named the odd one out; rounded to bfloat16 each has a window with
-    two equal elements, checked in float64 as in bfloat16."""
-    (tmp_path / "pool.toml").write_text(POOL)
-    case = load_case(tmp_path / "pool.toml")
+def test_a_tie_in_a_max_pool_window_is_an_inconclusive_kink_not_a_fail(dtype: str, index: int) -> None:
+    """The two points of the 1,000-point bfloat16 sweep of max_pool_naive as it was then
+    (tests/data/max_pool_2x2.toml; index 0 is the case's own point) where numeric was named the
+    odd one out; rounded to bfloat16 each has a window with two equal elements, checked in
+    float64 as in bfloat16."""
+    case = load_case(DATA / "max_pool_2x2.toml")
     point = {k: round_to(v, "bfloat16") for k, v in sample_points(case.resolved(), index)[index - 1].items()}
     x = point["x"].reshape(2, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 2, 2, 2, 4)
     assert any(np.sum(w == w.max()) == 2 for w in x.reshape(-1, 4))  # the tie
